@@ -1,0 +1,96 @@
+//! Crash points: named instructions at which tests kill a process (or a model thread).
+//!
+//! Invariant: without the `mutants` feature [`hit`] is an empty inline function, so the
+//! points cost nothing in a normal build. With it, a fork test arms one point in a child
+//! ([`arm`]); the child then SIGKILLs itself the `n`-th time it passes that point, which is
+//! exactly what a crash at that instruction looks like to every other process.
+//!
+//! The lock protocol reports its points through `Platform::crash_point`, so that loom and
+//! shuttle platforms can make one model thread "die" there; the real platform forwards to
+//! [`hit`].
+
+/// Where a process may be made to die.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum CrashPoint {
+    /// Just after the acquiring CAS succeeded (the process holds the lock).
+    LockAcquired = 1,
+    /// Just after a takeover CAS made this process the owner of a dead owner's lock.
+    TakeoverDone,
+    /// In unlock, after the releasing swap and before the wake.
+    UnlockReleased,
+    /// In an allocation split, after the tail block's header is written and before the
+    /// shrinking store that commits the split.
+    SplitTailWritten,
+    /// In an allocation, after the commit and before the free lists are consistent again.
+    AllocCommitted,
+    /// In a free, after merging with the next block and before the block is marked free.
+    FreeMergedNext,
+    /// In growth, after the file was extended and before the capacity store commits it.
+    GrowExtended,
+}
+
+impl CrashPoint {
+    /// Every point, for parsing names in tests and the CLI.
+    pub const ALL: &'static [CrashPoint] = &[
+        CrashPoint::LockAcquired,
+        CrashPoint::TakeoverDone,
+        CrashPoint::UnlockReleased,
+        CrashPoint::SplitTailWritten,
+        CrashPoint::AllocCommitted,
+        CrashPoint::FreeMergedNext,
+        CrashPoint::GrowExtended,
+    ];
+
+    /// The point whose `Debug` name is `name`.
+    pub fn parse(name: &str) -> Option<CrashPoint> {
+        Self::ALL.iter().copied().find(|p| format!("{p:?}") == name)
+    }
+}
+
+#[cfg(feature = "mutants")]
+mod imp {
+    use super::CrashPoint;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static POINT: AtomicU32 = AtomicU32::new(0);
+    static COUNTDOWN: AtomicU32 = AtomicU32::new(0);
+
+    pub fn arm(point: Option<CrashPoint>, nth: u32) {
+        COUNTDOWN.store(nth.max(1), Ordering::Relaxed);
+        POINT.store(point.map_or(0, |p| p as u32), Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn hit(point: CrashPoint) {
+        if POINT.load(Ordering::Relaxed) != point as u32 {
+            return;
+        }
+        if COUNTDOWN.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // SAFETY: raising a signal on ourselves has no memory-safety preconditions;
+            // SIGKILL cannot be caught, so nothing after this line runs.
+            unsafe {
+                libc::raise(libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Kills this process with SIGKILL the `nth` time (from 1) it passes `point`;
+/// `None` disarms. Only with the `mutants` feature.
+#[cfg(feature = "mutants")]
+pub fn arm(point: Option<CrashPoint>, nth: u32) {
+    imp::arm(point, nth)
+}
+
+/// Marks a crash point in the real code.
+#[cfg(feature = "mutants")]
+#[inline]
+pub fn hit(point: CrashPoint) {
+    imp::hit(point)
+}
+
+/// Marks a crash point in the real code (nothing in a normal build).
+#[cfg(not(feature = "mutants"))]
+#[inline(always)]
+pub fn hit(_point: CrashPoint) {}

@@ -1,0 +1,162 @@
+//! Seeded bugs ("mutants") for the checkers' own tests.
+//!
+//! Invariant: in a build without the `mutants` feature, [`active`] is the constant `false`,
+//! so every mutant branch in the real code is dead code the optimiser removes; a normal
+//! build pays nothing. Test, bench and example targets get the feature through the crate's
+//! dev-dependency on itself.
+//!
+//! A mutant is chosen for the current OS thread ([`set_thread`]) or for the whole process
+//! ([`set_process`], or the `MAPHEAP_MUTANT` environment variable read by
+//! [`init_from_env`], for re-executed child processes). loom and shuttle run every model
+//! thread as a coroutine on the thread that called `model`/`check_*`, so a thread-local choice
+//! made by the test thread reaches all of its model threads and no other test.
+
+/// Every seeded bug, named for what it breaks. docs/invariants.md lists which check
+/// catches each one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+#[non_exhaustive]
+pub enum Mutant {
+    /// Unlock swaps 0 but never calls `wake`.
+    UnlockWithoutWake = 1,
+    /// Unlock wakes a waiter before the releasing swap.
+    WakeBeforeRelease,
+    /// A waiter that has slept takes the free lock without the WAITERS bit.
+    WokenTakesWithoutWaiters,
+    /// The acquiring CAS uses `Relaxed` instead of `Acquire`.
+    RelaxedAcquire,
+    /// The releasing swap uses `Relaxed` instead of `Release`.
+    RelaxedRelease,
+    /// A dead owner's lock is taken over by a plain store instead of a CAS.
+    TakeoverByStore,
+    /// The takeover CAS installs the new owner without the WAITERS bit.
+    RecoveryDropsWaiters,
+    /// A return from `wait` is taken to mean the lock is now ours.
+    WaitMeansOwnership,
+    /// Futex wait and wake use FUTEX_PRIVATE_FLAG (never wakes another process).
+    FutexPrivate,
+    /// The owner-liveness probe trusts `kill(pid, 0)` (a zombie looks alive).
+    ProbeByKill,
+    /// Recovery after an owner's death skips the repair of the heap.
+    SkipRepair,
+    /// Stores an absolute address instead of an offset where the heap writes an offset.
+    AbsoluteAddress,
+    /// Resolves offsets against the base of the first mapping ever made, not the current one.
+    WrongBase,
+    /// `free` does not coalesce with free neighbours.
+    FreeWithoutCoalesce,
+    /// The bounds check on a resolved offset is off by one block.
+    BoundsOffByOne,
+    /// Allocation does not round the payload start up to the requested alignment.
+    NoAlignRounding,
+    /// `open` trusts the header's capacity without comparing it to the file size.
+    TrustCapacity,
+    /// A slot claimed from a dead process keeps its old incarnation.
+    SlotKeepsIncarnation,
+}
+
+impl Mutant {
+    /// Every mutant, for listing and for parsing `MAPHEAP_MUTANT`.
+    pub const ALL: &'static [Mutant] = &[
+        Mutant::UnlockWithoutWake,
+        Mutant::WakeBeforeRelease,
+        Mutant::WokenTakesWithoutWaiters,
+        Mutant::RelaxedAcquire,
+        Mutant::RelaxedRelease,
+        Mutant::TakeoverByStore,
+        Mutant::RecoveryDropsWaiters,
+        Mutant::WaitMeansOwnership,
+        Mutant::FutexPrivate,
+        Mutant::ProbeByKill,
+        Mutant::SkipRepair,
+        Mutant::AbsoluteAddress,
+        Mutant::WrongBase,
+        Mutant::FreeWithoutCoalesce,
+        Mutant::BoundsOffByOne,
+        Mutant::NoAlignRounding,
+        Mutant::TrustCapacity,
+        Mutant::SlotKeepsIncarnation,
+    ];
+
+    /// The mutant whose `Debug` name is `name`.
+    pub fn parse(name: &str) -> Option<Mutant> {
+        Self::ALL.iter().copied().find(|m| format!("{m:?}") == name)
+    }
+}
+
+#[cfg(feature = "mutants")]
+mod imp {
+    use super::Mutant;
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static PROCESS: AtomicU32 = AtomicU32::new(0);
+    thread_local! {
+        static THREAD: Cell<u32> = const { Cell::new(0) };
+    }
+
+    #[inline]
+    pub fn active(m: Mutant) -> bool {
+        let id = m as u32;
+        THREAD.with(|t| t.get()) == id || PROCESS.load(Ordering::Relaxed) == id
+    }
+
+    pub fn set_thread(m: Option<Mutant>) {
+        THREAD.with(|t| t.set(m.map_or(0, |m| m as u32)));
+    }
+
+    pub fn set_process(m: Option<Mutant>) {
+        PROCESS.store(m.map_or(0, |m| m as u32), Ordering::Relaxed);
+    }
+}
+
+/// Whether the seeded bug `m` is switched on. Always `false` without the `mutants` feature.
+#[cfg(feature = "mutants")]
+#[inline]
+pub fn active(m: Mutant) -> bool {
+    imp::active(m)
+}
+
+/// Whether the seeded bug `m` is switched on. Always `false` without the `mutants` feature.
+#[cfg(not(feature = "mutants"))]
+#[inline(always)]
+pub fn active(_m: Mutant) -> bool {
+    false
+}
+
+/// Switches `m` on (or all off) for the calling OS thread and the model threads it runs.
+#[cfg(feature = "mutants")]
+pub fn set_thread(m: Option<Mutant>) {
+    imp::set_thread(m)
+}
+
+/// Switches `m` on (or all off) for every thread of this process.
+#[cfg(feature = "mutants")]
+pub fn set_process(m: Option<Mutant>) {
+    imp::set_process(m)
+}
+
+/// Reads `MAPHEAP_MUTANT` (a [`Mutant`] name) and switches it on for the process.
+/// Returns the mutant found. Used by re-executed test children.
+#[cfg(feature = "mutants")]
+pub fn init_from_env() -> Option<Mutant> {
+    let m = std::env::var("MAPHEAP_MUTANT")
+        .ok()
+        .and_then(|s| Mutant::parse(&s));
+    set_process(m);
+    m
+}
+
+/// Runs `f` with `m` switched on for this thread, then switches it off again.
+#[cfg(feature = "mutants")]
+pub fn with<R>(m: Mutant, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            set_thread(None);
+        }
+    }
+    set_thread(Some(m));
+    let _reset = Reset;
+    f()
+}

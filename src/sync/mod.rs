@@ -1,0 +1,38 @@
+//! The process-shared lock: a robust futex lock of our own in the mapped file.
+//!
+//! * [`word`]: the 32-bit lock word (owner id + WAITERS).
+//! * [`platform`]: the trait the protocol runs on; real, loom and shuttle platforms
+//!   implement it.
+//! * [`protocol`]: lock, unlock and takeover, written once.
+//! * [`futex`]: the Linux platform over a mapping.
+//! * [`slots`]: the attachment table and the OFD-lock liveness probe.
+//!
+//! Threads of one process: each `Heap` handle claims its own slot; threads that share a
+//! handle are first ordered by the handle's local mutex, so the owner id in the word always
+//! names one thread of one process. See docs/lock-protocol.md.
+
+pub mod futex;
+pub mod platform;
+pub mod protocol;
+pub mod slots;
+pub mod word;
+
+pub use futex::{Futex, DEFAULT_PROBE_INTERVAL};
+pub use platform::{CrashPoint, Platform, WaitOutcome};
+pub use protocol::{lock, try_lock, unlock, Acquired};
+pub use slots::{SlotRecord, Slots};
+pub use word::{OwnerId, WAITERS};
+
+/// Errors of the lock layer.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Every slot of the attachment table is held by a live attachment.
+    #[error("all {slots} attachment slots are in use by live processes")]
+    NoFreeSlot {
+        /// Size of the table.
+        slots: u32,
+    },
+    /// A system call on the file failed.
+    #[error("lock system call failed: {0}")]
+    Io(#[from] std::io::Error),
+}
