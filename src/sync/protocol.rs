@@ -49,7 +49,9 @@ fn acquire_order() -> Ordering {
 
 /// Tries once to take a free lock.
 pub fn try_lock<P: Platform>(p: &P, me: OwnerId) -> bool {
-    if p.compare_exchange(0, me.raw(), acquire_order(), Relaxed).is_ok() {
+    if p.compare_exchange(0, me.raw(), acquire_order(), Relaxed)
+        .is_ok()
+    {
         p.crash_point(CrashPoint::LockAcquired);
         true
     } else {

@@ -65,7 +65,12 @@ impl OwnerId {
 
 impl fmt::Debug for OwnerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OwnerId(slot {}, inc {})", self.slot(), self.incarnation())
+        write!(
+            f,
+            "OwnerId(slot {}, inc {})",
+            self.slot(),
+            self.incarnation()
+        )
     }
 }
 

@@ -1,0 +1,338 @@
+//! The public `Heap`: one attachment of this process to a heap file.
+//!
+//! Invariants:
+//! * H1 a handle owns one attachment slot, claimed through its own open file description;
+//!   threads sharing the handle are ordered by its local mutex before they touch the
+//!   process-shared lock, so the lock word always names exactly one thread.
+//! * H2 a handle is used only by the process that opened it: a fork child gets
+//!   `Error::Forked` (the child shares the parent's open file description and with it the
+//!   slot's OFD lock, so it must attach afresh).
+//! * H3 before a guard is handed out, the mapping covers the heap's current capacity
+//!   (remapped if another process grew it) and, if the previous owner died or a guard was
+//!   dropped by a panic, the heap has been repaired.
+
+mod guard;
+mod roots;
+
+pub use guard::{BlockInfo, HeapGuard, Recovery, Stats};
+pub use roots::RootInfo;
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::alloc::Arena;
+use crate::error::{Error, Result};
+use crate::format::{
+    self, FormatError, Identity, HEADER_SIZE, LOCK_OFFSET, MAX_CAPACITY, MIN_CAPACITY,
+    SLOTS_OFFSET, SLOT_COUNT, STATE_OFFSET,
+};
+use crate::map::{self, Mapping};
+use crate::sync::{self, Futex, OwnerId, SlotRecord, Slots, DEFAULT_PROBE_INTERVAL};
+
+/// How to create a heap file.
+#[derive(Clone, Debug)]
+pub struct CreateOptions {
+    /// Capacity in bytes (rounded up to the page size; the header takes 16 KiB of it).
+    pub size: u64,
+    /// File mode (default 0o600).
+    pub mode: u32,
+    /// Replace an existing file at the path instead of failing with `Error::Exists`.
+    pub overwrite: bool,
+    /// Options for the attachment made after creation.
+    pub open: OpenOptions,
+}
+
+impl CreateOptions {
+    /// A heap of `size` bytes with the defaults.
+    pub fn new(size: u64) -> CreateOptions {
+        CreateOptions {
+            size,
+            mode: 0o600,
+            overwrite: false,
+            open: OpenOptions::default(),
+        }
+    }
+}
+
+/// How to attach to a heap file.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// How long a waiter sleeps before probing whether the lock's owner is alive.
+    pub probe_interval: Duration,
+    /// Map the file at this address with MAP_FIXED (the caller must own the range, e.g. a
+    /// PROT_NONE reservation of at least the file's length). Growth later maps anywhere.
+    pub map_at: Option<NonNull<u8>>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+            map_at: None,
+        }
+    }
+}
+
+// SAFETY: the raw address is only a placement request passed to mmap, never dereferenced.
+unsafe impl Send for OpenOptions {}
+// SAFETY: as above.
+unsafe impl Sync for OpenOptions {}
+
+struct Local {
+    map: Mapping,
+    generation: u64,
+}
+
+/// An attachment of this process to a heap file. Share it between threads by reference
+/// (it is `Sync`); call [`Heap::lock`] to use the heap.
+pub struct Heap {
+    file: File,
+    path: PathBuf,
+    owner: OwnerId,
+    fork_epoch: u64,
+    page_size: u32,
+    probe: Duration,
+    local: Mutex<Local>,
+}
+
+static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
+static ATFORK: Once = Once::new();
+/// The base of the first mapping this process made (only the `WrongBase` mutant uses it).
+static FIRST_BASE: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn child_after_fork() {
+    FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+fn fork_epoch() -> u64 {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only does an atomic add (async-signal-safe).
+        unsafe {
+            libc::pthread_atfork(None, None, Some(child_after_fork));
+        }
+    });
+    FORK_EPOCH.load(Ordering::Relaxed)
+}
+
+fn io_err<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
+    move |source| Error::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn format_err(path: &Path) -> impl FnOnce(FormatError) -> Error + '_ {
+    move |source| Error::Format {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Heap {
+    /// Creates a heap file of `size` bytes at `path` (mode 0600; fails if it exists).
+    pub fn create(path: impl AsRef<Path>, size: u64) -> Result<Heap> {
+        Heap::create_with(path, &CreateOptions::new(size))
+    }
+
+    /// Creates a heap file with options. The file is built under a temporary name in the
+    /// same directory and renamed into place complete, so no process sees it half-made.
+    pub fn create_with(path: impl AsRef<Path>, opts: &CreateOptions) -> Result<Heap> {
+        let path = path.as_ref();
+        let page = u64::from(format::page_size());
+        let size = opts.size.checked_next_multiple_of(page).unwrap_or(u64::MAX);
+        if size < MIN_CAPACITY {
+            return Err(Error::BadSize {
+                size: opts.size,
+                why: "smaller than the 16 KiB header plus one block",
+            });
+        }
+        if size > MAX_CAPACITY {
+            return Err(Error::BadSize {
+                size: opts.size,
+                why: "larger than the 64 TiB a heap can address",
+            });
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::Builder::new()
+            .prefix(".mapheap-")
+            .suffix(".tmp")
+            .permissions(std::fs::Permissions::from_mode(opts.mode))
+            .tempfile_in(dir)
+            .map_err(io_err("create temporary file in", dir))?;
+        map::reserve(tmp.as_file(), size).map_err(|source| Error::NoSpace {
+            path: path.to_path_buf(),
+            size,
+            source,
+        })?;
+        {
+            let m = Mapping::new(tmp.as_file(), size, None).map_err(io_err("map", path))?;
+            let created = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let id = Identity::new(page as u32, created);
+            // SAFETY: the mapping is fresh, private to this process (the file has a
+            // temporary name nobody else knows) and at least HEADER_SIZE long; the Identity
+            // and State lie inside it at aligned offsets.
+            unsafe {
+                std::ptr::write(m.base().cast::<Identity>(), id);
+                let st = m.base().add(STATE_OFFSET).cast::<format::State>();
+                (*st).capacity = size;
+                (*st).generation = 1;
+            }
+            // SAFETY: as above; nobody else can lock or see this file yet.
+            let mut arena = unsafe { Arena::new(m.base(), m.len(), page) };
+            arena.format()?;
+        }
+        let file = if opts.overwrite {
+            tmp.persist(path)
+        } else {
+            tmp.persist_noclobber(path)
+        };
+        let file = file.map_err(|e| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Exists(path.to_path_buf())
+            } else {
+                Error::Io {
+                    what: "rename into place",
+                    path: path.to_path_buf(),
+                    source: e.error,
+                }
+            }
+        })?;
+        Heap::attach(file, path, &opts.open)
+    }
+
+    /// Opens an existing heap file, validating it before trusting anything in it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Heap> {
+        Heap::open_with(path, &OpenOptions::default())
+    }
+
+    /// Opens an existing heap file with options.
+    pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Heap> {
+        let path = path.as_ref();
+        let file = map::open_file(path).map_err(io_err("open", path))?;
+        Heap::attach(file, path, opts)
+    }
+
+    fn attach(file: File, path: &Path, opts: &OpenOptions) -> Result<Heap> {
+        let epoch = fork_epoch();
+        let len = file.metadata().map_err(io_err("stat", path))?.len();
+        if len < MIN_CAPACITY {
+            return Err(format_err(path)(FormatError::Truncated {
+                needed: MIN_CAPACITY,
+                found: len,
+            }));
+        }
+        let page = format::page_size();
+        let map = Mapping::new(&file, len, opts.map_at).map_err(io_err("map", path))?;
+        let _ = FIRST_BASE.compare_exchange(
+            0,
+            map.base() as usize,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        // SAFETY: len >= MIN_CAPACITY > size_of::<Identity>(); the identity never changes
+        // after the file was renamed into place, so a plain copy reads no racing write.
+        let id: Identity = unsafe { std::ptr::read(map.base().cast::<Identity>()) };
+        id.validate(page).map_err(format_err(path))?;
+        let slots = slots_of(&map, &file);
+        let owner = slots.claim(std::process::id())?;
+        let heap = Heap {
+            file,
+            path: path.to_path_buf(),
+            owner,
+            fork_epoch: epoch,
+            page_size: page,
+            probe: opts.probe_interval,
+            local: Mutex::new(Local { map, generation: 0 }),
+        };
+        // Validate capacity and state, and repair a dead owner's leftovers, before anyone
+        // gets a guard.
+        drop(heap.lock()?);
+        Ok(heap)
+    }
+
+    /// Takes the heap's process-shared lock. Blocks while another thread or process holds
+    /// it; if the holder died, takes it over and repairs the heap first
+    /// ([`HeapGuard::recovered`] says so).
+    pub fn lock(&self) -> Result<HeapGuard<'_>> {
+        if fork_epoch() != self.fork_epoch {
+            return Err(Error::Forked);
+        }
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        let acquired = sync::lock(&self.futex(&local.map), self.owner);
+        HeapGuard::new(self, local, acquired)
+    }
+
+    fn futex<'a>(&'a self, map: &'a Mapping) -> Futex<'a> {
+        // SAFETY: the lock word is an aligned u32 at LOCK_OFFSET inside the header of a live
+        // mapping at least HEADER_SIZE long, accessed only atomically by every process.
+        let word = unsafe { AtomicU32::from_ptr(map.base().add(LOCK_OFFSET).cast()) };
+        Futex::new(word, slots_of(map, &self.file), self.probe)
+    }
+
+    /// The file this handle is attached to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This attachment's owner id (slot and incarnation).
+    pub fn owner(&self) -> OwnerId {
+        self.owner
+    }
+
+    /// The attachment table as last seen: (slot, incarnation, pid) of every slot ever used.
+    pub fn attachments(&self) -> Vec<(u32, SlotRecord)> {
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        let slots = slots_of(&local.map, &self.file);
+        (0..slots.count())
+            .map(|i| (i, slots.record(i)))
+            .filter(|(_, r)| r.incarnation != 0)
+            .collect()
+    }
+
+    /// Locks the heap and checks every invariant (see [`crate::check`]).
+    pub fn check(&self) -> Result<crate::check::Report> {
+        Ok(self.lock()?.check())
+    }
+}
+
+fn slots_of<'a>(map: &'a Mapping, file: &'a File) -> Slots<'a> {
+    // SAFETY: SLOT_COUNT records at SLOTS_OFFSET lie inside the header of this live
+    // mapping (asserted in `format`), 8-aligned, and every process accesses them only
+    // atomically.
+    unsafe {
+        Slots::new(
+            map.base().add(SLOTS_OFFSET).cast::<SlotRecord>(),
+            SLOT_COUNT,
+            file.as_fd(),
+            SLOTS_OFFSET as u64,
+        )
+    }
+}
+
+impl Drop for Heap {
+    fn drop(&mut self) {
+        // In a fork child the open file description is the parent's: unlocking the slot
+        // through it would release the parent's claim.
+        if fork_epoch() == self.fork_epoch {
+            let local = self.local.get_mut().unwrap_or_else(|e| e.into_inner());
+            let _ = slots_of(&local.map, &self.file).release(self.owner);
+        }
+    }
+}
+
+const _: () = assert!(HEADER_SIZE as usize > STATE_OFFSET);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,302 @@
+use super::*;
+use crate::alloc::AllocError;
+use crate::check::Violation;
+use crate::offset::Offset;
+use bytemuck::{Pod, Zeroable};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+struct Node {
+    value: u64,
+    next: Offset<Node>,
+}
+
+fn fresh(size: u64) -> (tempfile::TempDir, PathBuf, Heap) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.heap");
+    let heap = Heap::create(&path, size).unwrap();
+    (dir, path, heap)
+}
+
+#[test]
+fn a_list_survives_close_and_reopen() {
+    let (_d, path, heap) = fresh(1 << 20);
+    {
+        let mut g = heap.lock().unwrap();
+        let mut head = Offset::<Node>::NULL;
+        for v in 0..100 {
+            head = g
+                .alloc(Node {
+                    value: v,
+                    next: head,
+                })
+                .unwrap();
+        }
+        g.set_root("list", head).unwrap();
+        assert!(g.check().is_clean(), "{:?}", g.check());
+    }
+    drop(heap);
+    let heap = Heap::open(&path).unwrap();
+    let g = heap.lock().unwrap();
+    let mut at = g.root::<Node>("list").unwrap().unwrap();
+    let mut seen = vec![];
+    while !at.is_null() {
+        let n = g.read(at).unwrap();
+        seen.push(n.value);
+        at = n.next;
+    }
+    assert_eq!(seen, (0..100).rev().collect::<Vec<_>>());
+    assert!(g.recovered().is_none());
+}
+
+#[test]
+fn free_coalesces_back_to_one_block() {
+    let (_d, _p, heap) = fresh(1 << 20);
+    let mut g = heap.lock().unwrap();
+    let before = g.stats();
+    let offs: Vec<_> = (0..50)
+        .map(|i| g.alloc_bytes(8 + i * 24, 8).unwrap())
+        .collect();
+    for (i, o) in offs.iter().enumerate() {
+        if i % 2 == 0 {
+            g.free(*o).unwrap();
+        }
+    }
+    assert!(g.check().is_clean(), "{:?}", g.check());
+    for (i, o) in offs.iter().enumerate() {
+        if i % 2 == 1 {
+            g.free(*o).unwrap();
+        }
+    }
+    assert!(g.check().is_clean(), "{:?}", g.check());
+    assert_eq!(g.stats(), before);
+}
+
+#[test]
+fn aligned_allocations_are_aligned() {
+    let (_d, _p, heap) = fresh(1 << 20);
+    let mut g = heap.lock().unwrap();
+    for align in [8, 16, 64, 256, 4096] {
+        for size in [1, 24, 100, 5000] {
+            let o = g.alloc_bytes(size, align).unwrap();
+            assert_eq!(o.raw() % align, 0, "size {size} align {align}");
+            g.bytes_mut(o, size).unwrap().fill(0xab);
+        }
+    }
+    assert!(g.check().is_clean(), "{:?}", g.check());
+    assert!(matches!(
+        g.alloc_bytes(8, 3),
+        Err(Error::Alloc(AllocError::BadAlign { .. }))
+    ));
+}
+
+#[test]
+fn bad_offsets_are_errors() {
+    let (_d, _p, heap) = fresh(1 << 20);
+    let mut g = heap.lock().unwrap();
+    let o = g
+        .alloc(Node {
+            value: 1,
+            next: Offset::NULL,
+        })
+        .unwrap();
+    for raw in [0, 1, 8, o.raw() + 8, o.raw() + 4, 1 << 40, u64::MAX - 7] {
+        assert!(g.get(Offset::<Node>::from_raw(raw)).is_err(), "{raw:#x}");
+    }
+    // a block too small for the type
+    let small = g.alloc_bytes(8, 8).unwrap();
+    assert!(g.get(small.cast::<[u64; 8]>()).is_err());
+    g.free(o).unwrap();
+    assert!(g.get(o).is_err());
+    assert!(matches!(
+        g.free(o),
+        Err(Error::Alloc(AllocError::DoubleFree { .. }))
+    ));
+}
+
+#[test]
+fn exhaustion_then_growth() {
+    let (_d, _p, heap) = fresh(64 << 10);
+    let mut g = heap.lock().unwrap();
+    let mut n = 0;
+    while g.alloc_bytes(1000, 8).is_ok() {
+        n += 1;
+    }
+    assert!(n > 40);
+    assert!(matches!(
+        g.alloc_bytes(1000, 8),
+        Err(Error::Alloc(AllocError::OutOfSpace { .. }))
+    ));
+    g.grow(1 << 20).unwrap();
+    assert_eq!(g.capacity(), 1 << 20);
+    assert!(g.check().is_clean(), "{:?}", g.check());
+    g.alloc_bytes(500_000, 8).unwrap();
+    assert!(g.check().is_clean(), "{:?}", g.check());
+}
+
+#[test]
+fn another_handle_sees_growth_and_remaps() {
+    let (_d, path, heap) = fresh(64 << 10);
+    let other = Heap::open(&path).unwrap();
+    let first_base = heap.lock().unwrap().base_address();
+    assert_ne!(other.lock().unwrap().base_address(), first_base);
+    {
+        let mut g = heap.lock().unwrap();
+        let o = g
+            .alloc(Node {
+                value: 7,
+                next: Offset::NULL,
+            })
+            .unwrap();
+        g.set_root("n", o).unwrap();
+        g.grow(4 << 20).unwrap();
+        let big = g.alloc_bytes(3 << 20, 8).unwrap();
+        g.bytes_mut(big, 3 << 20).unwrap().fill(9);
+        g.set_root("big", big).unwrap();
+    }
+    let g = other.lock().unwrap();
+    assert_eq!(g.capacity(), 4 << 20);
+    let n = g.root::<Node>("n").unwrap().unwrap();
+    assert_eq!(g.read(n).unwrap().value, 7);
+    let big = g.root::<u8>("big").unwrap().unwrap();
+    assert!(g.bytes(big, 3 << 20).unwrap().iter().all(|&b| b == 9));
+    assert!(g.check().is_clean());
+}
+
+#[test]
+fn roots_refuse_another_type() {
+    let (_d, _p, heap) = fresh(1 << 20);
+    let mut g = heap.lock().unwrap();
+    let a = g.find_or_init("cfg", || 5u64).unwrap();
+    assert_eq!(g.find_or_init("cfg", || 6u64).unwrap(), a);
+    assert_eq!(g.read(a).unwrap(), 5);
+    assert!(matches!(g.root::<u32>("cfg"), Err(Error::RootType { .. })));
+    assert!(matches!(g.root::<u64>(""), Err(Error::RootName(_))));
+    assert!(matches!(
+        g.root::<u64>(&"x".repeat(33)),
+        Err(Error::RootName(_))
+    ));
+    assert_eq!(g.remove_root("cfg").unwrap(), Some(a.raw()));
+    assert_eq!(g.root::<u64>("cfg").unwrap(), None);
+}
+
+#[test]
+fn check_reports_a_dangling_root_and_a_broken_chain() {
+    let (_d, _p, heap) = fresh(1 << 20);
+    let mut g = heap.lock().unwrap();
+    let a = g.alloc(1u64).unwrap();
+    g.set_root("a", a).unwrap();
+    g.free(a).unwrap();
+    let r = g.check();
+    assert!(
+        matches!(r.violations[..], [Violation::Root { .. }]),
+        "{r:?}"
+    );
+    g.remove_root("a").unwrap();
+    let b = g.alloc_bytes(64, 8).unwrap();
+    // Smash b's header through the mapping, as a stray write would.
+    // SAFETY: test-only; the offset is inside the mapping and we hold the lock.
+    unsafe { *(g.base_address() as *mut u64).add((b.raw() as usize - 8) / 8) = 12345 };
+    let r = g.check();
+    assert!(matches!(r.violations[0], Violation::Chain { .. }), "{r:?}");
+}
+
+#[test]
+fn create_refuses_an_existing_file_and_bad_sizes() {
+    let (_d, path, heap) = fresh(1 << 20);
+    drop(heap);
+    assert!(matches!(
+        Heap::create(&path, 1 << 20),
+        Err(Error::Exists(_))
+    ));
+    let mut o = CreateOptions::new(1 << 20);
+    o.overwrite = true;
+    Heap::create_with(&path, &o).unwrap();
+    assert!(matches!(
+        Heap::create(path.with_extension("x"), 100),
+        Err(Error::BadSize { .. })
+    ));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn open_rejects_bad_images() {
+    let (_d, path, heap) = fresh(1 << 20);
+    drop(heap);
+    let good = std::fs::read(&path).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("magic", {
+            let mut b = good.clone();
+            b[0] = b'X';
+            b
+        }),
+        ("version", {
+            let mut b = good.clone();
+            b[8] = 9;
+            b
+        }),
+        ("checksum", {
+            let mut b = good.clone();
+            b[40] ^= 1;
+            b
+        }),
+        ("truncated", good[..20000].to_vec()),
+        ("tiny", good[..100].to_vec()),
+        ("capacity", {
+            let mut b = good.clone();
+            b[2048 + 3] = 0x10;
+            b
+        }),
+    ];
+    for (what, bytes) in cases {
+        let p = path.with_extension(what);
+        std::fs::write(&p, bytes).unwrap();
+        let err = Heap::open(&p)
+            .err()
+            .unwrap_or_else(|| panic!("{what} accepted"));
+        assert!(matches!(err, Error::Format { .. }), "{what}: {err}");
+    }
+    let link = path.with_extension("link");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    assert!(matches!(Heap::open(&link), Err(Error::Io { .. })));
+}
+
+#[test]
+fn a_panic_while_locked_makes_the_next_guard_repair() {
+    let (_d, _p, heap) = fresh(1 << 20);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut g = heap.lock().unwrap();
+        g.alloc(1u64).unwrap();
+        panic!("user code panics");
+    }));
+    assert!(r.is_err());
+    let g = heap.lock().unwrap();
+    let rec = g.recovered().expect("repair reported");
+    assert_eq!(rec.dead, None);
+    assert!(g.check().is_clean());
+}
+
+#[test]
+fn threads_share_a_handle() {
+    let (_d, _p, heap) = fresh(1 << 20);
+    let counter = heap.lock().unwrap().find_or_init("c", || 0u64).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..500 {
+                    let mut g = heap.lock().unwrap();
+                    *g.get_mut(counter).unwrap() += 1;
+                    let b = g.alloc_bytes(40, 8).unwrap();
+                    g.free(b).unwrap();
+                }
+            });
+        }
+    });
+    let g = heap.lock().unwrap();
+    assert_eq!(g.read(counter).unwrap(), 2000);
+    assert!(g.check().is_clean());
+}

@@ -1,0 +1,131 @@
+//! Files and mappings: creation by rename, opening without following links, growth that
+//! reserves disk space first, and shared mappings at any (or a chosen) address.
+//!
+//! Invariants:
+//! * M1 no process ever maps a half-made heap: a heap is built in a temporary file in the
+//!   same directory and renamed into place only when complete.
+//! * M2 the file never shrinks while attached, and growth reserves its blocks
+//!   (`fallocate`) before the heap uses them, so a full disk is an error at growth, never a
+//!   SIGBUS at a later page fault.
+//! * M3 a mapping's length never exceeds the file's length at the time it is made.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::ptr::NonNull;
+
+/// One `MAP_SHARED` read-write mapping of a file, unmapped on drop.
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Mapping is an owned address range; moving it to another thread moves the
+// ownership of that range. Access to the bytes is governed by the heap's lock, not by
+// this type.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `file`, at `at` if given (with MAP_FIXED: the caller
+    /// owns that range, e.g. a PROT_NONE reservation), else wherever the kernel chooses.
+    pub fn new(file: &File, len: u64, at: Option<NonNull<u8>>) -> io::Result<Mapping> {
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let (addr, fixed) = match at {
+            Some(p) => (p.as_ptr().cast(), libc::MAP_FIXED),
+            None => (std::ptr::null_mut(), 0),
+        };
+        // SAFETY: mapping a file we hold open; with MAP_FIXED the caller promised the
+        // range is theirs to replace (see `Heap::open_at`); otherwise the kernel picks a free
+        // range. The result is checked before use.
+        let p = unsafe {
+            libc::mmap(
+                addr,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | fixed,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: NonNull::new(p.cast()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))?,
+            len,
+        })
+    }
+
+    /// Start of the mapping (page-aligned).
+    pub fn base(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len as u64
+    }
+
+    /// Whether the mapping is empty (never, for a heap).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes dirty pages back to the file (msync).
+    pub fn flush(&self) -> io::Result<()> {
+        // SAFETY: the range is exactly our live mapping.
+        let r = unsafe { libc::msync(self.ptr.as_ptr().cast(), self.len, libc::MS_SYNC) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the range is our own mapping and no reference into it outlives the guard
+        // that borrowed it (guards borrow the handle that owns this mapping).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// Opens an existing heap file read-write, refusing symlinks, close-on-exec.
+pub fn open_file(path: &Path) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
+}
+
+/// Makes `file` at least `len` bytes long with its blocks reserved. Falls back to
+/// `set_len` where the file system cannot `fallocate`.
+pub fn reserve(file: &File, len: u64) -> io::Result<()> {
+    let cur = file.metadata()?.len();
+    if cur >= len {
+        return Ok(());
+    }
+    // SAFETY: fallocate on a descriptor we own; no memory is passed.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, cur as i64, (len - cur) as i64) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => file.set_len(len),
+        _ => Err(e),
+    }
+}
