@@ -16,3 +16,5 @@ pub mod sync;
 pub use error::{Error, Result};
 pub use heap::{CreateOptions, Heap, HeapGuard, OpenOptions};
 pub use offset::Offset;
+pub mod bench;
+pub mod stress;
