@@ -66,10 +66,12 @@ pub struct BlockInfo {
 pub struct HeapGuard<'h> {
     heap: &'h Heap,
     local: MutexGuard<'h, Local>,
-    recovered: Option<Recovery>,
+    // Boxed: a recovery is rare, and a small guard is cheaper to return on every lock.
+    recovered: Option<Box<Recovery>>,
 }
 
 impl<'h> HeapGuard<'h> {
+    #[inline]
     pub(super) fn new(
         heap: &'h Heap,
         local: MutexGuard<'h, Local>,
@@ -86,28 +88,42 @@ impl<'h> HeapGuard<'h> {
             Acquired::Clean => None,
         };
         if dead.is_some() || g.arena().state().flags & FLAG_NEEDS_REPAIR != 0 {
-            g.arena_mut().state_mut().flags |= FLAG_NEEDS_REPAIR;
-            let repair = if active(Mutant::SkipRepair) {
-                RepairReport::default()
-            } else {
-                g.arena_mut().repair().map_err(Error::Repair)?
-            };
-            g.arena_mut().state_mut().flags &= !FLAG_NEEDS_REPAIR;
-            g.recovered = Some(Recovery { dead, repair });
+            g.repair(dead)?;
         }
         Ok(g)
     }
 
+    #[cold]
+    fn repair(&mut self, dead: Option<OwnerId>) -> Result<()> {
+        self.arena_mut().state_mut().flags |= FLAG_NEEDS_REPAIR;
+        let repair = if active(Mutant::SkipRepair) {
+            RepairReport::default()
+        } else {
+            self.arena_mut().repair().map_err(Error::Repair)?
+        };
+        self.arena_mut().state_mut().flags &= !FLAG_NEEDS_REPAIR;
+        self.recovered = Some(Box::new(Recovery { dead, repair }));
+        Ok(())
+    }
+
     /// Remaps if another process grew the heap; validates the capacity against the file.
+    #[inline]
     fn refresh(&mut self) -> Result<()> {
         let (capacity, generation) = {
             let a = self.arena();
             (a.state().capacity, a.state().generation)
         };
-        if capacity <= self.local.map.len() && generation == self.local.generation {
-            return format::validate_capacity(capacity, self.local.map.len())
-                .map_err(format_err(&self.heap.path));
+        if capacity <= self.local.map.len()
+            && generation == self.local.generation
+            && format::validate_capacity(capacity, self.local.map.len()).is_ok()
+        {
+            return Ok(());
         }
+        self.remap(capacity, generation)
+    }
+
+    #[cold]
+    fn remap(&mut self, capacity: u64, generation: u64) -> Result<()> {
         let path = &self.heap.path;
         let file_len = self
             .heap
@@ -152,7 +168,7 @@ impl<'h> HeapGuard<'h> {
 
     /// `Some` if the previous owner died holding the lock and the heap was repaired.
     pub fn recovered(&self) -> Option<&Recovery> {
-        self.recovered.as_ref()
+        self.recovered.as_deref()
     }
 
     /// Where this process has the heap mapped now (changes when the heap grows).
