@@ -26,8 +26,11 @@ pub enum CrashPoint {
     AllocCommitted,
     /// In a free, after merging with the next block and before the block is marked free.
     FreeMergedNext,
-    /// In growth, after the file was extended and before the capacity store commits it.
+    /// In growth, after the file was extended and remapped, before the heap changes.
     GrowExtended,
+    /// In growth, after the new capacity and sentinel are written, before the old sentinel
+    /// becomes the block that commits the new space.
+    GrowSentinelWritten,
 }
 
 impl CrashPoint {
@@ -40,6 +43,7 @@ impl CrashPoint {
         CrashPoint::AllocCommitted,
         CrashPoint::FreeMergedNext,
         CrashPoint::GrowExtended,
+        CrashPoint::GrowSentinelWritten,
     ];
 
     /// The point whose `Debug` name is `name`.
@@ -55,6 +59,13 @@ mod imp {
 
     static POINT: AtomicU32 = AtomicU32::new(0);
     static COUNTDOWN: AtomicU32 = AtomicU32::new(0);
+    thread_local! {
+        static UNWIND_AT: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
+    }
+
+    pub fn arm_unwind(point: Option<CrashPoint>, nth: u32) {
+        UNWIND_AT.with(|c| c.set((point.map_or(0, |p| p as u32), nth.max(1))));
+    }
 
     pub fn arm(point: Option<CrashPoint>, nth: u32) {
         COUNTDOWN.store(nth.max(1), Ordering::Relaxed);
@@ -63,6 +74,14 @@ mod imp {
 
     #[inline]
     pub fn hit(point: CrashPoint) {
+        let (at, left) = UNWIND_AT.with(|c| c.get());
+        if at == point as u32 {
+            if left == 1 {
+                UNWIND_AT.with(|c| c.set((0, 0)));
+                std::panic::resume_unwind(Box::new(super::Crashed(point)));
+            }
+            UNWIND_AT.with(|c| c.set((at, left - 1)));
+        }
         if POINT.load(Ordering::Relaxed) != point as u32 {
             return;
         }
@@ -81,6 +100,19 @@ mod imp {
 #[cfg(feature = "mutants")]
 pub fn arm(point: Option<CrashPoint>, nth: u32) {
     imp::arm(point, nth)
+}
+
+/// The panic payload of a crash simulated by [`arm_unwind`].
+#[derive(Debug)]
+pub struct Crashed(pub CrashPoint);
+
+/// Makes this thread unwind with a [`Crashed`] payload the `nth` time it passes `point`
+/// (`None` disarms). Unwinding leaves the shared memory exactly as a SIGKILL at that
+/// instruction would; the guard being dropped marks the heap for repair. For in-process
+/// tests of the repair; `resume_unwind` skips the panic hook, so nothing is printed.
+#[cfg(feature = "mutants")]
+pub fn arm_unwind(point: Option<CrashPoint>, nth: u32) {
+    imp::arm_unwind(point, nth)
 }
 
 /// Marks a crash point in the real code.

@@ -159,7 +159,7 @@ impl<'a> Arena<'a> {
 
     fn cell(&self, offset: u64) -> Result<&AtomicU64> {
         let limit = self.state().capacity.min(self.map_len);
-        if offset % 8 != 0
+        if !offset.is_multiple_of(8)
             || offset < HEADER_SIZE
             || offset.checked_add(8).is_none_or(|e| e > limit)
         {
@@ -375,7 +375,7 @@ impl<'a> Arena<'a> {
             offset: payload,
             reason,
         };
-        if payload % ALIGN != 0 {
+        if !payload.is_multiple_of(ALIGN) {
             return Err(bad("not 8-aligned"));
         }
         let o = payload.wrapping_sub(BLOCK_HEADER);
@@ -435,7 +435,7 @@ impl<'a> Arena<'a> {
         self.state_mut().free_bytes += size;
         if flags & PREV_FREE != 0 && coalesce {
             let psize = self.word(o - 8)?;
-            let p = o.checked_sub(psize).unwrap_or(0);
+            let p = o.saturating_sub(psize);
             let ph = self.header(p)?;
             if !ph.is_free() || ph.size != psize {
                 return corrupt(o, "PREV_FREE set but the footer names no free block");
@@ -462,7 +462,7 @@ impl<'a> Arena<'a> {
         if new_capacity <= old
             || new_capacity > self.map_len
             || new_capacity > MAX_CAPACITY
-            || new_capacity % ALIGN != 0
+            || !new_capacity.is_multiple_of(ALIGN)
             || new_capacity - old < MIN_BLOCK
         {
             return corrupt(new_capacity, "growth to an invalid capacity");
@@ -488,7 +488,7 @@ impl<'a> Arena<'a> {
     /// Writes the new sentinel, commits the old one into a used block, and frees it.
     fn finish_growth(&mut self, s: u64, old: u64, new: u64, sflags: u64) -> Result<()> {
         self.set_header(new - BLOCK_HEADER, 0, 0)?;
-        hit(CrashPoint::GrowExtended);
+        hit(CrashPoint::GrowSentinelWritten);
         self.set_header(s, new - old, sflags & PREV_FREE)?;
         self.state_mut().used_blocks += 1;
         self.state_mut().used_bytes += new - old;
@@ -546,11 +546,12 @@ impl<'a> Arena<'a> {
         };
         let mut pending = None;
         match intent.op {
-            INTENT_ALLOC | INTENT_FREE if intent.block != 0 => {
+            INTENT_ALLOC | INTENT_FREE
+                if intent.block != 0
                 // The dead owner never got (or no longer wants) this block.
-                if self.on_chain_used(intent.block) {
-                    pending = Some(intent.block);
-                }
+                && self.on_chain_used(intent.block) =>
+            {
+                pending = Some(intent.block);
             }
             INTENT_GROW if self.state_mut().capacity == intent.arg2 && intent.arg < intent.arg2 => {
                 let s = intent.block;

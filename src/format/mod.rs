@@ -193,7 +193,7 @@ const _: () = {
     assert!(std::mem::offset_of!(State, roots) == 256);
     assert!(std::mem::offset_of!(State, heads) == 256 + 64 * ROOT_COUNT);
     assert!(STATE_OFFSET + std::mem::size_of::<State>() <= HEADER_SIZE as usize);
-    assert!(STATE_OFFSET % 8 == 0 && HEADER_SIZE % 4096 == 0);
+    assert!(STATE_OFFSET.is_multiple_of(8) && HEADER_SIZE.is_multiple_of(4096));
     assert!(FL_COUNT <= 64 && SL_COUNT <= 32);
     assert!(crate::sync::word::MAX_SLOTS >= SLOT_COUNT);
 };
@@ -328,9 +328,8 @@ impl Identity {
 /// Checks a capacity read from the header against the file's length.
 pub fn validate_capacity(capacity: u64, file_len: u64) -> Result<(), FormatError> {
     let trust = crate::mutant::active(crate::mutant::Mutant::TrustCapacity);
-    let ok = capacity >= MIN_CAPACITY
-        && capacity <= MAX_CAPACITY
-        && capacity % ALIGN == 0
+    let ok = (MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity)
+        && capacity.is_multiple_of(ALIGN)
         && (trust || capacity <= file_len);
     if ok {
         Ok(())

@@ -262,7 +262,7 @@ impl<'h> HeapGuard<'h> {
         if raw == 0 {
             return Err(bad("null".into()));
         }
-        if raw % align != 0 {
+        if !raw.is_multiple_of(align) {
             return Err(bad(format!("not aligned to {align}")));
         }
         let usable = self.arena().usable_size(raw).map_err(|e| {

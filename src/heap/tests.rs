@@ -300,3 +300,118 @@ fn threads_share_a_handle() {
     assert_eq!(g.read(counter).unwrap(), 2000);
     assert!(g.check().is_clean());
 }
+
+/// For every allocator crash point and many crash positions: unwind out of the heap at
+/// that instruction (what a SIGKILL leaves, minus the lock takeover), then the next guard
+/// must repair, `check` must be clean, and every block committed before must be intact.
+#[test]
+fn a_crash_at_any_allocator_point_is_repaired() {
+    use crate::fault::{arm_unwind, CrashPoint};
+    let points = [
+        CrashPoint::SplitTailWritten,
+        CrashPoint::AllocCommitted,
+        CrashPoint::FreeMergedNext,
+        CrashPoint::GrowExtended,
+        CrashPoint::GrowSentinelWritten,
+    ];
+    for point in points {
+        let mut crashes = 0;
+        for nth in [1, 2, 3, 5, 20] {
+            let (_d, _p, heap) = fresh(64 << 10);
+            let mut live: Vec<(Offset<u8>, u64, u8)> = Vec::new();
+            let mut seed = nth as u64 * 77 + point as u64;
+            arm_unwind(Some(point), nth);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for i in 0..1200u64 {
+                    let mut g = heap.lock().unwrap();
+                    let r = crate::bench::splitmix64(&mut seed);
+                    if !r.is_multiple_of(3) || live.is_empty() {
+                        let len = 8 + r % 700;
+                        let Ok(o) = g.alloc_bytes(len, if r.is_multiple_of(5) { 64 } else { 8 })
+                        else {
+                            g.grow_by(8 << 10).unwrap();
+                            continue;
+                        };
+                        let fill = (i % 251) as u8;
+                        g.bytes_mut(o, len).unwrap().fill(fill);
+                        live.push((o, len, fill));
+                    } else {
+                        let (o, _, _) = live.swap_remove((r % live.len() as u64) as usize);
+                        g.free(o).unwrap();
+                    }
+                }
+            }));
+            arm_unwind(None, 0);
+            let crashed = match r {
+                Err(p) => p.downcast_ref::<crate::fault::Crashed>().is_some(),
+                Ok(()) => false,
+            };
+            if !crashed {
+                continue; // this workload never reached the point that often
+            }
+            crashes += 1;
+            let g = heap.lock().unwrap();
+            assert!(
+                g.recovered().is_some(),
+                "{point:?}/{nth}: no repair reported"
+            );
+            let report = g.check();
+            assert!(report.is_clean(), "{point:?}/{nth}: {report:?}");
+            for (o, len, fill) in &live {
+                let b = g.bytes(*o, *len).unwrap();
+                assert!(
+                    b.iter().all(|x| x == fill),
+                    "{point:?}/{nth}: block {o:?} changed"
+                );
+            }
+        }
+        assert!(crashes >= 3, "{point:?} was reached only {crashes} times");
+    }
+}
+
+fn check_after_split_crash(skip_repair: bool) -> crate::check::Report {
+    use crate::fault::{arm_unwind, CrashPoint};
+    let (_d, _p, heap) = fresh(256 << 10);
+    arm_unwind(Some(CrashPoint::SplitTailWritten), 1);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut g = heap.lock().unwrap();
+        g.alloc_bytes(100, 8).unwrap();
+    }));
+    arm_unwind(None, 0);
+    assert!(r.is_err(), "the crash point was not reached");
+    if skip_repair {
+        crate::mutant::with(crate::mutant::Mutant::SkipRepair, || {
+            heap.lock().unwrap().check()
+        })
+    } else {
+        heap.lock().unwrap().check()
+    }
+}
+
+#[test]
+fn mutant_skip_repair_is_caught_by_check_after_a_split_crash() {
+    assert!(check_after_split_crash(false).is_clean());
+    let report = check_after_split_crash(true);
+    assert!(!report.is_clean(), "check missed an unrepaired split");
+}
+
+#[test]
+fn mutant_free_without_coalesce_is_caught_by_check() {
+    let (_d, _p, heap) = fresh(256 << 10);
+    let mut g = heap.lock().unwrap();
+    let a = g.alloc_bytes(64, 8).unwrap();
+    let b = g.alloc_bytes(64, 8).unwrap();
+    let _c = g.alloc_bytes(64, 8).unwrap();
+    crate::mutant::with(crate::mutant::Mutant::FreeWithoutCoalesce, || {
+        g.free(a).unwrap();
+        g.free(b).unwrap();
+    });
+    let report = g.check();
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| matches!(v, Violation::AdjacentFree { .. })),
+        "{report:?}"
+    );
+}
