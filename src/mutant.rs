@@ -53,6 +53,18 @@ pub enum Mutant {
     TrustCapacity,
     /// A slot claimed from a dead process keeps its old incarnation.
     SlotKeepsIncarnation,
+    /// A split writes the tail block's header 8 bytes past where the tail starts.
+    SplitTailMisplaced,
+    /// Removing the last block of a free list leaves the list's bitmap bit set.
+    KeepEmptyListBit,
+    /// `free` does not write the free block's footer.
+    NoFooter,
+    /// `alloc` does not count the block it hands out.
+    CounterDrift,
+    /// `create` writes the file in place instead of renaming a finished temporary file.
+    CreateInPlace,
+    /// Growth extends the file with `set_len` (sparse) instead of reserving its blocks.
+    GrowWithoutReserve,
 }
 
 impl Mutant {
@@ -76,6 +88,12 @@ impl Mutant {
         Mutant::NoAlignRounding,
         Mutant::TrustCapacity,
         Mutant::SlotKeepsIncarnation,
+        Mutant::SplitTailMisplaced,
+        Mutant::KeepEmptyListBit,
+        Mutant::NoFooter,
+        Mutant::CounterDrift,
+        Mutant::CreateInPlace,
+        Mutant::GrowWithoutReserve,
     ];
 
     /// The mutant whose `Debug` name is `name`.

@@ -237,7 +237,7 @@ impl<'a> Arena<'a> {
                 return corrupt(b, "free block not at the head of its list");
             }
             self.state_mut().heads[idx] = next;
-            if next == 0 {
+            if next == 0 && !active(Mutant::KeepEmptyListBit) {
                 self.state_mut().sl_bitmap[fl] &= !(1 << sl);
                 if self.state_mut().sl_bitmap[fl] == 0 {
                     self.state_mut().fl_bitmap &= !(1 << fl);
@@ -337,7 +337,7 @@ impl<'a> Arena<'a> {
                 self.set_header(b, gap, FREE | bflags)?;
                 self.set_word(r - 8, gap)?;
                 self.insert_free(b, gap)?;
-                self.state_mut().free_blocks += 1;
+                self.state_mut().free_blocks = self.state().free_blocks.wrapping_add(1);
                 b = r;
                 bsize -= gap;
                 bflags = PREV_FREE;
@@ -348,23 +348,30 @@ impl<'a> Arena<'a> {
         let next = b + bsize;
         if bsize - need >= MIN_BLOCK {
             let t = b + need;
-            self.set_header(t, bsize - need, FREE)?;
+            let misplaced = if active(Mutant::SplitTailMisplaced) {
+                8
+            } else {
+                0
+            };
+            self.set_header(t + misplaced, bsize - need, FREE)?;
             self.set_word(next - 8, bsize - need)?;
             hit(CrashPoint::SplitTailWritten);
             self.set_header(b, need, bflags)?;
             self.insert_free(t, bsize - need)?;
-            self.state_mut().free_bytes -= need;
-            self.state_mut().used_bytes += need;
+            self.state_mut().free_bytes = self.state().free_bytes.wrapping_sub(need);
+            self.state_mut().used_bytes = self.state().used_bytes.wrapping_add(need);
         } else {
             self.set_header(b, bsize, bflags)?;
             let nh = self.header(next)?;
             self.set_header(next, nh.size, nh.flags & !PREV_FREE)?;
-            self.state_mut().free_blocks -= 1;
-            self.state_mut().free_bytes -= bsize;
-            self.state_mut().used_bytes += bsize;
+            self.state_mut().free_blocks = self.state().free_blocks.wrapping_sub(1);
+            self.state_mut().free_bytes = self.state().free_bytes.wrapping_sub(bsize);
+            self.state_mut().used_bytes = self.state().used_bytes.wrapping_add(bsize);
         }
         hit(CrashPoint::AllocCommitted);
-        self.state_mut().used_blocks += 1;
+        if !active(Mutant::CounterDrift) {
+            self.state_mut().used_blocks = self.state().used_blocks.wrapping_add(1);
+        }
         self.set_intent(Intent::default_none());
         Ok(b + BLOCK_HEADER)
     }
@@ -417,8 +424,8 @@ impl<'a> Arena<'a> {
         let mut o = offset;
         let mut size = header.size;
         let flags = header.flags & PREV_FREE;
-        self.state_mut().used_blocks -= 1;
-        self.state_mut().used_bytes -= size;
+        self.state_mut().used_blocks = self.state().used_blocks.wrapping_sub(1);
+        self.state_mut().used_bytes = self.state().used_bytes.wrapping_sub(size);
         let coalesce = !active(Mutant::FreeWithoutCoalesce);
         let nh = self.header(o + size)?;
         if nh.is_free() && coalesce {
@@ -426,13 +433,13 @@ impl<'a> Arena<'a> {
             // Commit: the used block grows over its free neighbour.
             size += nh.size;
             self.set_header(o, size, flags)?;
-            self.state_mut().free_blocks -= 1;
-            self.state_mut().free_bytes -= nh.size;
+            self.state_mut().free_blocks = self.state().free_blocks.wrapping_sub(1);
+            self.state_mut().free_bytes = self.state().free_bytes.wrapping_sub(nh.size);
             hit(CrashPoint::FreeMergedNext);
         }
         self.set_header(o, size, FREE | flags)?;
-        self.state_mut().free_blocks += 1;
-        self.state_mut().free_bytes += size;
+        self.state_mut().free_blocks = self.state().free_blocks.wrapping_add(1);
+        self.state_mut().free_bytes = self.state().free_bytes.wrapping_add(size);
         if flags & PREV_FREE != 0 && coalesce {
             let psize = self.word(o - 8)?;
             let p = o.saturating_sub(psize);
@@ -443,11 +450,13 @@ impl<'a> Arena<'a> {
             self.remove_free(p, psize)?;
             // Commit: the free predecessor grows over this block.
             self.set_header(p, psize + size, FREE | (ph.flags & PREV_FREE))?;
-            self.state_mut().free_blocks -= 1;
+            self.state_mut().free_blocks = self.state().free_blocks.wrapping_sub(1);
             o = p;
             size += psize;
         }
-        self.set_word(o + size - 8, size)?;
+        if !active(Mutant::NoFooter) {
+            self.set_word(o + size - 8, size)?;
+        }
         let nh = self.header(o + size)?;
         self.set_header(o + size, nh.size, nh.flags | PREV_FREE)?;
         self.insert_free(o, size)
@@ -490,8 +499,8 @@ impl<'a> Arena<'a> {
         self.set_header(new - BLOCK_HEADER, 0, 0)?;
         hit(CrashPoint::GrowSentinelWritten);
         self.set_header(s, new - old, sflags & PREV_FREE)?;
-        self.state_mut().used_blocks += 1;
-        self.state_mut().used_bytes += new - old;
+        self.state_mut().used_blocks = self.state().used_blocks.wrapping_add(1);
+        self.state_mut().used_bytes = self.state().used_bytes.wrapping_add(new - old);
         let h = self.header(s)?;
         self.free_block(s, h)
     }
@@ -602,11 +611,11 @@ impl<'a> Arena<'a> {
             if free {
                 self.set_word(b.offset + b.header.size - 8, b.header.size)?;
                 self.insert_free(b.offset, b.header.size)?;
-                self.state_mut().free_bytes += b.header.size;
-                self.state_mut().free_blocks += 1;
+                self.state_mut().free_bytes = self.state().free_bytes.wrapping_add(b.header.size);
+                self.state_mut().free_blocks = self.state().free_blocks.wrapping_add(1);
             } else {
-                self.state_mut().used_bytes += b.header.size;
-                self.state_mut().used_blocks += 1;
+                self.state_mut().used_bytes = self.state().used_bytes.wrapping_add(b.header.size);
+                self.state_mut().used_blocks = self.state().used_blocks.wrapping_add(1);
             }
             prev_free = free;
         }

@@ -162,6 +162,17 @@ impl Heap {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
+        if crate::mutant::active(crate::mutant::Mutant::CreateInPlace) {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(io_err("create", path))?;
+            format_new(&file, path, size, page)?;
+            return Heap::attach(file, path, &opts.open);
+        }
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::Builder::new()
             .prefix(".mapheap-")
@@ -169,30 +180,8 @@ impl Heap {
             .permissions(std::fs::Permissions::from_mode(opts.mode))
             .tempfile_in(dir)
             .map_err(io_err("create temporary file in", dir))?;
-        map::reserve(tmp.as_file(), size).map_err(|source| Error::NoSpace {
-            path: path.to_path_buf(),
-            size,
-            source,
-        })?;
-        {
-            let m = Mapping::new(tmp.as_file(), size, None).map_err(io_err("map", path))?;
-            let created = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            let id = Identity::new(page as u32, created);
-            // SAFETY: the mapping is fresh, private to this process (the file has a
-            // temporary name nobody else knows) and at least HEADER_SIZE long; the Identity
-            // and State lie inside it at aligned offsets.
-            unsafe {
-                std::ptr::write(m.base().cast::<Identity>(), id);
-                let st = m.base().add(STATE_OFFSET).cast::<format::State>();
-                (*st).capacity = size;
-                (*st).generation = 1;
-            }
-            // SAFETY: as above; nobody else can lock or see this file yet.
-            let mut arena = unsafe { Arena::new(m.base(), m.len(), page) };
-            arena.format()?;
-        }
+        // Nobody else knows the temporary name, so nobody sees the file half-made.
+        format_new(tmp.as_file(), path, size, page)?;
         let file = if opts.overwrite {
             tmp.persist(path)
         } else {
@@ -308,6 +297,33 @@ impl Heap {
     }
 }
 
+/// Reserves `size` bytes for a new heap file and writes its header and empty arena.
+fn format_new(file: &File, path: &Path, size: u64, page: u64) -> Result<()> {
+    map::reserve(file, size).map_err(|source| Error::NoSpace {
+        path: path.to_path_buf(),
+        size,
+        source,
+    })?;
+    let m = Mapping::new(file, size, None).map_err(io_err("map", path))?;
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let id = Identity::new(page as u32, created);
+    // SAFETY: the mapping is fresh and at least HEADER_SIZE long; the Identity and State lie
+    // inside it at aligned offsets; the file is not yet visible under its final name, so no
+    // other process maps it.
+    unsafe {
+        std::ptr::write(m.base().cast::<Identity>(), id);
+        let st = m.base().add(STATE_OFFSET).cast::<format::State>();
+        (*st).capacity = size;
+        (*st).generation = 1;
+    }
+    // SAFETY: as above; nobody else can lock or see this file yet.
+    let mut arena = unsafe { Arena::new(m.base(), m.len(), page) };
+    arena.format()?;
+    Ok(())
+}
+
 fn slots_of<'a>(map: &'a Mapping, file: &'a File) -> Slots<'a> {
     // SAFETY: SLOT_COUNT records at SLOTS_OFFSET lie inside the header of this live
     // mapping (asserted in `format`), 8-aligned, and every process accesses them only
@@ -336,7 +352,22 @@ impl Drop for Heap {
 const _: () = assert!(HEADER_SIZE as usize > STATE_OFFSET);
 
 #[cfg(test)]
+mod mutant_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_support {
+    use super::Heap;
+    use std::path::PathBuf;
+
+    /// A new heap of `size` bytes in a temporary directory.
+    pub fn fresh(size: u64) -> (tempfile::TempDir, PathBuf, Heap) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.heap");
+        let heap = Heap::create(&path, size).unwrap();
+        (dir, path, heap)
+    }
+}
 
 /// Times `iters` bare lock+unlock pairs of the protocol on this heap's word and slot
 /// (after 10k warm-up pairs), in ns per pair: the figure `mapheap bench` and the criterion

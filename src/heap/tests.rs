@@ -11,12 +11,7 @@ struct Node {
     next: Offset<Node>,
 }
 
-fn fresh(size: u64) -> (tempfile::TempDir, PathBuf, Heap) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("h.heap");
-    let heap = Heap::create(&path, size).unwrap();
-    (dir, path, heap)
-}
+use super::tests_support::fresh;
 
 #[test]
 fn a_list_survives_close_and_reopen() {
