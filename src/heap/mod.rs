@@ -351,24 +351,6 @@ impl Drop for Heap {
 
 const _: () = assert!(HEADER_SIZE as usize > STATE_OFFSET);
 
-#[cfg(test)]
-mod mutant_tests;
-#[cfg(test)]
-mod tests;
-#[cfg(test)]
-mod tests_support {
-    use super::Heap;
-    use std::path::PathBuf;
-
-    /// A new heap of `size` bytes in a temporary directory.
-    pub fn fresh(size: u64) -> (tempfile::TempDir, PathBuf, Heap) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("h.heap");
-        let heap = Heap::create(&path, size).unwrap();
-        (dir, path, heap)
-    }
-}
-
 /// Times `iters` bare lock+unlock pairs of the protocol on this heap's word and slot
 /// (after 10k warm-up pairs), in ns per pair: the figure `mapheap bench` and the criterion
 /// bench compare with the anchors' futex mutex. Takes the handle's local mutex for the
@@ -386,4 +368,22 @@ pub fn raw_lock_bench(heap: &Heap, iters: u64) -> f64 {
         sync::unlock(&f, heap.owner);
     }
     t0.elapsed().as_nanos() as f64 / iters.max(1) as f64
+}
+
+#[cfg(test)]
+mod mutant_tests;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_support {
+    use super::Heap;
+    use std::path::PathBuf;
+
+    /// A new heap of `size` bytes in a temporary directory.
+    pub fn fresh(size: u64) -> (tempfile::TempDir, PathBuf, Heap) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.heap");
+        let heap = Heap::create(&path, size).unwrap();
+        (dir, path, heap)
+    }
 }
