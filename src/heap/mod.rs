@@ -98,6 +98,8 @@ pub struct Heap {
     page_size: u32,
     probe: Duration,
     local: Mutex<Local>,
+    /// What the lock taken inside `attach` recovered, if its owner had died holding it.
+    recovered_at_open: Option<Recovery>,
 }
 
 static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
@@ -236,7 +238,7 @@ impl Heap {
         id.validate(page).map_err(format_err(path))?;
         let slots = slots_of(&map, &file);
         let owner = slots.claim(std::process::id())?;
-        let heap = Heap {
+        let mut heap = Heap {
             file,
             path: path.to_path_buf(),
             owner,
@@ -244,10 +246,12 @@ impl Heap {
             page_size: page,
             probe: opts.probe_interval,
             local: Mutex::new(Local { map, generation: 0 }),
+            recovered_at_open: None,
         };
         // Validate capacity and state, and repair a dead owner's leftovers, before anyone
         // gets a guard.
-        drop(heap.lock()?);
+        let recovered = heap.lock()?.recovered().cloned();
+        heap.recovered_at_open = recovered;
         Ok(heap)
     }
 
@@ -274,6 +278,12 @@ impl Heap {
     /// The file this handle is attached to.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// `Some` if the lock taken inside `open`/`create` found its owner dead and repaired
+    /// the heap (that guard never reaches the caller, so this is the only way to learn it).
+    pub fn recovered_at_open(&self) -> Option<&Recovery> {
+        self.recovered_at_open.as_ref()
     }
 
     /// This attachment's owner id (slot and incarnation).
