@@ -26,7 +26,9 @@ fn alloc_free(c: &mut Criterion) {
     let (_d, h) = heap(64 << 20);
     let mut g = h.lock().unwrap();
     // Some live blocks so the free lists are not trivially empty.
-    let keep: Vec<_> = (0..1000).map(|i| g.alloc_bytes(16 + i % 1000, 8).unwrap()).collect();
+    let keep: Vec<_> = (0..1000)
+        .map(|i| g.alloc_bytes(16 + i % 1000, 8).unwrap())
+        .collect();
     for size in [16u64, 256, 4000, 65536] {
         c.bench_function(&format!("alloc_free_{size}"), |b| {
             b.iter(|| {
