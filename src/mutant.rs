@@ -65,6 +65,16 @@ pub enum Mutant {
     CreateInPlace,
     /// Growth extends the file with `set_len` (sparse) instead of reserving its blocks.
     GrowWithoutReserve,
+    /// `open` accepts an identity block without checking magic, version and checksum.
+    SkipIdentityCheck,
+    /// `lock` does not notice that it runs in a fork child of the handle's process.
+    IgnoreFork,
+    /// `lock` keeps the old mapping after another process grew the heap.
+    StaleMapping,
+    /// A free block is filed under the class a search would use, not its own.
+    WrongClass,
+    /// A root is handed out whatever type it was registered with.
+    IgnoreRootType,
 }
 
 impl Mutant {
@@ -94,6 +104,11 @@ impl Mutant {
         Mutant::CounterDrift,
         Mutant::CreateInPlace,
         Mutant::GrowWithoutReserve,
+        Mutant::SkipIdentityCheck,
+        Mutant::IgnoreFork,
+        Mutant::StaleMapping,
+        Mutant::WrongClass,
+        Mutant::IgnoreRootType,
     ];
 
     /// The mutant whose `Debug` name is `name`.

@@ -208,7 +208,11 @@ impl<'a> Arena<'a> {
     }
 
     fn insert_free(&mut self, b: u64, size: u64) -> Result<()> {
-        let (fl, sl) = mapping_insert(size);
+        let (fl, sl) = if active(Mutant::WrongClass) {
+            mapping_search(size)
+        } else {
+            mapping_insert(size)
+        };
         let idx = Self::list_index(fl, sl);
         let head = self.state_mut().heads[idx];
         self.set_word(b + 8, head)?;

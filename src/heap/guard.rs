@@ -63,6 +63,46 @@ pub struct BlockInfo {
 }
 
 /// The heap, locked. Dropping it releases the lock.
+///
+/// References into the heap borrow the guard, so none outlives the lock (invariant G1).
+/// This compiles:
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let heap = mapheap::Heap::create(dir.path().join("h"), 1 << 20).unwrap();
+/// let v: u64 = {
+///     let mut g = heap.lock().unwrap();
+///     let o = g.alloc(1u64).unwrap();
+///     *g.get(o).unwrap()
+/// };
+/// assert_eq!(v, 1);
+/// ```
+///
+/// and this, which would keep a reference past the unlock, does not:
+///
+/// ```compile_fail
+/// # let dir = tempfile::tempdir().unwrap();
+/// let heap = mapheap::Heap::create(dir.path().join("h"), 1 << 20).unwrap();
+/// let r: &u64 = {
+///     let mut g = heap.lock().unwrap();
+///     let o = g.alloc(1u64).unwrap();
+///     g.get(o).unwrap()
+/// };
+/// assert_eq!(*r, 1);
+/// ```
+///
+/// nor does holding a shared reference across an allocation (which may move nothing, but
+/// may write the free lists the reference's neighbours live in):
+///
+/// ```compile_fail
+/// # let dir = tempfile::tempdir().unwrap();
+/// let heap = mapheap::Heap::create(dir.path().join("h"), 1 << 20).unwrap();
+/// let mut g = heap.lock().unwrap();
+/// let o = g.alloc(1u64).unwrap();
+/// let r = g.get(o).unwrap();
+/// g.alloc(2u64).unwrap();
+/// assert_eq!(*r, 1);
+/// ```
 pub struct HeapGuard<'h> {
     heap: &'h Heap,
     local: MutexGuard<'h, Local>,
@@ -117,6 +157,9 @@ impl<'h> HeapGuard<'h> {
             && generation == self.local.generation
             && format::validate_capacity(capacity, self.local.map.len()).is_ok()
         {
+            return Ok(());
+        }
+        if active(Mutant::StaleMapping) {
             return Ok(());
         }
         self.remap(capacity, generation)
@@ -280,9 +323,14 @@ impl<'h> HeapGuard<'h> {
         if size > usable + slack {
             return Err(bad(format!("{size} bytes do not fit the block's {usable}")));
         }
+        if raw.saturating_add(size) > self.local.map.len() {
+            // Unreachable while capacity <= mapping length (`refresh`); kept so that no
+            // state of the file can make a resolution read outside the mapping.
+            return Err(bad("beyond this process's mapping".into()));
+        }
         debug_assert!(raw >= HEADER_SIZE);
         // SAFETY: usable_size proved [raw, raw + usable) is a payload inside the arena, and
-        // the arena lies inside the mapping (capacity <= mapping length, see `refresh`).
+        // [raw, raw + size) lies inside the mapping (checked just above).
         Ok(unsafe { self.base().add(raw as usize) })
     }
 

@@ -211,3 +211,129 @@ fn offsets_of_one_heap_are_refused_by_an_unrelated_one() {
     assert!(g2.get(o.cast::<[u8; 64]>()).is_err());
     assert!(g2.get(Offset::<u64>::from_raw(o.raw())).is_err());
 }
+
+#[test]
+fn mutant_wrong_class_is_caught_by_check_lists() {
+    caught(Mutant::WrongClass, |v| {
+        matches!(
+            v,
+            Violation::BadListEntry {
+                what: "size belongs to another class",
+                ..
+            }
+        )
+    });
+}
+
+#[test]
+fn mutant_skip_identity_check_is_caught_by_open() {
+    let (_d, path, heap) = fresh(256 << 10);
+    drop(heap);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] = b'X';
+    std::fs::write(&path, &bytes).unwrap();
+    let refused = |m: Option<Mutant>| {
+        let open = || matches!(Heap::open(&path), Err(Error::Format { .. }));
+        match m {
+            Some(m) => with(m, open),
+            None => open(),
+        }
+    };
+    assert!(refused(None));
+    assert!(
+        !refused(Some(Mutant::SkipIdentityCheck)),
+        "bad magic refused anyway"
+    );
+}
+
+#[test]
+fn mutant_ignore_fork_is_caught_by_the_fork_check() {
+    let (_d, _p, heap) = fresh(256 << 10);
+    // SAFETY: the child only switches the mutant on and calls `Heap::lock`, which with the
+    // mutant takes the lock under the parent's id (the bug); it then leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        crate::mutant::set_process(Some(Mutant::IgnoreFork));
+        let code = match heap.lock() {
+            Err(Error::Forked) => 0,
+            _ => 1,
+        };
+        // SAFETY: leaving the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut st = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+    assert!(
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 1,
+        "the child's use of its parent's handle went unnoticed: {st:#x}"
+    );
+}
+
+fn other_handle_reads_grown_data(m: Option<Mutant>) -> bool {
+    let (_d, path, heap) = fresh(64 << 10);
+    let other = Heap::open(&path).unwrap();
+    drop(other.lock().unwrap());
+    {
+        let mut g = heap.lock().unwrap();
+        g.grow(2 << 20).unwrap();
+        let big = g.alloc_bytes(1 << 20, 8).unwrap();
+        g.bytes_mut(big, 1 << 20).unwrap().fill(3);
+        g.set_root("big", big).unwrap();
+    }
+    let read = || -> Result<bool> {
+        let g = other.lock()?;
+        let big = g.root::<u8>("big")?.expect("root");
+        Ok(g.bytes(big, 1 << 20)?.iter().all(|&b| b == 3) && g.check().is_clean())
+    };
+    let r = match m {
+        Some(m) => with(m, read),
+        None => read(),
+    };
+    r.unwrap_or(false)
+}
+
+#[test]
+fn mutant_stale_mapping_is_caught_by_reading_after_growth() {
+    assert!(other_handle_reads_grown_data(None));
+    assert!(!other_handle_reads_grown_data(Some(Mutant::StaleMapping)));
+}
+
+#[test]
+fn mutant_ignore_root_type_is_caught_by_the_fingerprint() {
+    let (_d, _p, heap) = fresh(256 << 10);
+    let mut g = heap.lock().unwrap();
+    g.find_or_init("cfg", || 5u64).unwrap();
+    assert!(matches!(
+        g.root::<[u8; 3]>("cfg"),
+        Err(Error::RootType { .. })
+    ));
+    let r = with(Mutant::IgnoreRootType, || g.root::<[u8; 3]>("cfg").is_ok());
+    assert!(
+        r,
+        "a root was handed out as another type and nothing noticed... wrongly"
+    );
+}
+
+#[test]
+fn mutant_no_align_rounding_is_caught_by_alignment() {
+    let (_d, _p, heap) = fresh(256 << 10);
+    let mut g = heap.lock().unwrap();
+    let aligned = |g: &mut HeapGuard<'_>| {
+        (0..8).all(|i| g.alloc_bytes(24 + i * 40, 4096).unwrap().raw() % 4096 == 0)
+    };
+    assert!(aligned(&mut g));
+    assert!(!with(Mutant::NoAlignRounding, || aligned(&mut g)));
+}
+
+#[test]
+fn mutant_bounds_off_by_one_is_caught_by_resolution() {
+    let (_d, _p, heap) = fresh(256 << 10);
+    let mut g = heap.lock().unwrap();
+    let small = g.alloc_bytes(24, 8).unwrap();
+    assert_eq!(g.usable_size(small).unwrap(), 24);
+    let too_big = small.cast::<[u64; 4]>();
+    assert!(g.get(too_big).is_err());
+    assert!(with(Mutant::BoundsOffByOne, || g.get(too_big).is_ok()));
+}
