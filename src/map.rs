@@ -129,3 +129,63 @@ pub fn reserve(file: &File, len: u64) -> io::Result<()> {
         _ => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_grows_and_never_shrinks() {
+        let f = tempfile::tempfile().unwrap();
+        reserve(&f, 8192).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 8192);
+        reserve(&f, 4096).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 8192);
+    }
+
+    #[test]
+    fn a_fixed_mapping_lands_where_asked_and_shares_the_file() {
+        let f = tempfile::tempfile().unwrap();
+        reserve(&f, 8192).unwrap();
+        // SAFETY: reserving an address range of our own; it is replaced by MAP_FIXED below
+        // and unmapped by the Mapping's drop (the rest by the explicit munmap).
+        let hole = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4 * 8192,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(hole, libc::MAP_FAILED);
+        let at = NonNull::new(hole.cast::<u8>()).unwrap();
+        // SAFETY: inside our reservation.
+        let at = unsafe { NonNull::new_unchecked(at.as_ptr().add(8192)) };
+        let fixed = Mapping::new(&f, 8192, Some(at)).unwrap();
+        assert_eq!(fixed.base(), at.as_ptr());
+        let other = Mapping::new(&f, 8192, None).unwrap();
+        assert_ne!(other.base(), fixed.base());
+        // SAFETY: both mappings are live and 8192 bytes long; no references are held.
+        unsafe {
+            fixed.base().add(100).write(42);
+            assert_eq!(other.base().add(100).read(), 42);
+        }
+        drop(fixed);
+        // SAFETY: unmapping the rest of our own reservation.
+        unsafe { libc::munmap(hole, 4 * 8192) };
+    }
+
+    #[test]
+    fn open_refuses_links_and_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("f");
+        std::fs::write(&real, b"x").unwrap();
+        let link = d.path().join("l");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(open_file(&real).is_ok());
+        assert!(open_file(&link).is_err());
+        assert!(open_file(d.path()).is_err());
+    }
+}

@@ -165,3 +165,83 @@ impl<'a> Slots<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::map::Mapping;
+    use std::fs::File;
+    use std::os::fd::AsFd;
+
+    fn table() -> (tempfile::NamedTempFile, Mapping) {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        f.as_file().set_len(4096).unwrap();
+        let m = Mapping::new(f.as_file(), 4096, None).unwrap();
+        (f, m)
+    }
+
+    fn slots<'a>(m: &'a Mapping, f: &'a File) -> Slots<'a> {
+        // SAFETY: 8 records at the start of a live 4096-byte mapping, only used atomically.
+        unsafe { Slots::new(m.base().cast(), 8, f.as_fd(), 0) }
+    }
+
+    #[test]
+    fn a_closed_description_frees_its_slot_and_retires_its_id() {
+        let (tmp, m) = table();
+        let a = File::options()
+            .read(true)
+            .write(true)
+            .open(tmp.path())
+            .unwrap();
+        let b = File::options()
+            .read(true)
+            .write(true)
+            .open(tmp.path())
+            .unwrap();
+        let id_a = slots(&m, &a).claim(100).unwrap();
+        let id_b = slots(&m, &b).claim(200).unwrap();
+        assert_ne!(id_a.slot(), id_b.slot());
+        assert!(slots(&m, &b).alive(id_a));
+        assert!(slots(&m, &a).alive(id_b));
+        drop(a); // the "process" behind a dies: its OFD lock goes with its last descriptor
+        assert!(!slots(&m, &b).alive(id_a));
+        let c = File::options()
+            .read(true)
+            .write(true)
+            .open(tmp.path())
+            .unwrap();
+        let id_c = slots(&m, &c).claim(300).unwrap();
+        assert_eq!(id_c.slot(), id_a.slot(), "the freed slot is reused");
+        assert_ne!(id_c, id_a, "with a new incarnation");
+        assert!(
+            !slots(&m, &b).alive(id_a),
+            "the newcomer does not revive the dead id"
+        );
+        assert!(slots(&m, &b).alive(id_c));
+        assert_eq!(slots(&m, &b).record(id_c.slot()).pid, 300);
+        slots(&m, &c).release(id_c).unwrap();
+        assert!(!slots(&m, &b).alive(id_c));
+    }
+
+    #[test]
+    fn a_full_table_is_an_error_and_a_foreign_slot_is_dead() {
+        let (tmp, m) = table();
+        let files: Vec<File> = (0..9)
+            .map(|_| {
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .open(tmp.path())
+                    .unwrap()
+            })
+            .collect();
+        for f in &files[..8] {
+            slots(&m, f).claim(1).unwrap();
+        }
+        assert!(matches!(
+            slots(&m, &files[8]).claim(1),
+            Err(LockError::NoFreeSlot { slots: 8 })
+        ));
+        assert!(!slots(&m, &files[8]).alive(OwnerId::new(50, 0)));
+    }
+}
