@@ -26,6 +26,9 @@ pub struct Mapping {
 // ownership of that range. Access to the bytes is governed by the heap's lock, not by
 // this type.
 unsafe impl Send for Mapping {}
+// SAFETY: `&Mapping` only hands out the base address and length and calls msync; what is
+// done with the bytes behind the address is governed by the heap's lock and atomics.
+unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Maps the first `len` bytes of `file`, at `at` if given (with MAP_FIXED: the caller

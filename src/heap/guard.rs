@@ -6,8 +6,6 @@
 //! if it is non-null, aligned for `T`, the payload start of an allocated block inside the
 //! arena, and that block's payload holds `size_of::<T>()` bytes.
 
-use std::sync::MutexGuard;
-
 use bytemuck::Pod;
 
 use super::{format_err, io_err, Heap, Local, FIRST_BASE};
@@ -105,7 +103,7 @@ pub struct BlockInfo {
 /// ```
 pub struct HeapGuard<'h> {
     heap: &'h Heap,
-    local: MutexGuard<'h, Local>,
+    local: &'h mut Local,
     // Boxed: a recovery is rare, and a small guard is cheaper to return on every lock.
     recovered: Option<Box<Recovery>>,
 }
@@ -114,7 +112,7 @@ impl<'h> HeapGuard<'h> {
     #[inline]
     pub(super) fn new(
         heap: &'h Heap,
-        local: MutexGuard<'h, Local>,
+        local: &'h mut Local,
         acquired: Acquired,
     ) -> Result<HeapGuard<'h>> {
         let mut g = HeapGuard {
@@ -447,6 +445,6 @@ impl Drop for HeapGuard<'_> {
             // The holder panicked, maybe in the middle of a change: the next guard repairs.
             self.arena_mut().state_mut().flags |= FLAG_NEEDS_REPAIR;
         }
-        sync::unlock(&self.heap.futex(&self.local.map), self.heap.owner);
+        sync::unlock(&self.heap.futex(), self.heap.owner);
     }
 }

@@ -1,9 +1,12 @@
 //! The public `Heap`: one attachment of this process to a heap file.
 //!
 //! Invariants:
-//! * H1 a handle owns one attachment slot, claimed through its own open file description;
-//!   threads sharing the handle are ordered by its local mutex before they touch the
-//!   process-shared lock, so the lock word always names exactly one thread.
+//! * H1 a handle owns one attachment slot, claimed through its own open file description.
+//!   Threads sharing the handle are ordered by the process-shared lock itself: its word
+//!   names the handle, a CAS from 0 admits one thread, and a thread that finds its own
+//!   handle's id in the word waits like any other waiter (never takes over: its own
+//!   process is alive). The handle's mapping state (`Local`) is touched only by the thread
+//!   that holds that lock, which is what makes `Heap: Sync` sound.
 //! * H2 a handle is used only by the process that opened it: a fork child gets
 //!   `Error::Forked` (the child shares the parent's open file description and with it the
 //!   slot's OFD lock, so it must attach afresh).
@@ -17,12 +20,13 @@ mod roots;
 pub use guard::{BlockInfo, HeapGuard, Recovery, Stats};
 pub use roots::RootInfo;
 
+use std::cell::UnsafeCell;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::Once;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::alloc::Arena;
@@ -88,6 +92,9 @@ struct Local {
     generation: u64,
 }
 
+/// The handle's view of the heap: mutable only by the holder of the process-shared lock.
+struct LocalCell(UnsafeCell<Local>);
+
 /// An attachment of this process to a heap file. Share it between threads by reference
 /// (it is `Sync`); call [`Heap::lock`] to use the heap.
 pub struct Heap {
@@ -97,10 +104,20 @@ pub struct Heap {
     fork_epoch: u64,
     page_size: u32,
     probe: Duration,
-    local: Mutex<Local>,
+    /// The header page, mapped once for the handle's life: the lock word and the
+    /// attachment table stay at one address however often the arena is remapped, so
+    /// threads can wait on the word while the holder remaps.
+    header: Mapping,
+    local: LocalCell,
     /// What the lock taken inside `attach` recovered, if its owner had died holding it.
     recovered_at_open: Option<Recovery>,
 }
+
+// SAFETY: `Local` is only reached through `HeapGuard` (whose existence means this thread
+// holds the heap's process-shared lock, which admits one thread of all processes at a
+// time) or through `&mut Heap` (drop). Its `Mapping` is an owned address range that may be
+// used from any thread.
+unsafe impl Sync for LocalCell {}
 
 static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
 static ATFORK: Once = Once::new();
@@ -236,8 +253,8 @@ impl Heap {
         // after the file was renamed into place, so a plain copy reads no racing write.
         let id: Identity = unsafe { std::ptr::read(map.base().cast::<Identity>()) };
         id.validate(page).map_err(format_err(path))?;
-        let slots = slots_of(&map, &file);
-        let owner = slots.claim(std::process::id())?;
+        let header = Mapping::new(&file, HEADER_SIZE, None).map_err(io_err("map", path))?;
+        let owner = slots_of(&header, &file).claim(std::process::id())?;
         let mut heap = Heap {
             file,
             path: path.to_path_buf(),
@@ -245,7 +262,8 @@ impl Heap {
             fork_epoch: epoch,
             page_size: page,
             probe: opts.probe_interval,
-            local: Mutex::new(Local { map, generation: 0 }),
+            header,
+            local: LocalCell(UnsafeCell::new(Local { map, generation: 0 })),
             recovered_at_open: None,
         };
         // Validate capacity and state, and repair a dead owner's leftovers, before anyone
@@ -265,16 +283,20 @@ impl Heap {
         {
             return Err(Error::Forked);
         }
-        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        let acquired = sync::lock(&self.futex(&local.map), self.owner);
+        let acquired = sync::lock(&self.futex(), self.owner);
+        // SAFETY: we now hold the process-shared lock, so no other thread of any process
+        // holds a guard of this handle; the `&mut Local` lives in the guard, which
+        // releases the lock only after giving it up.
+        let local = unsafe { &mut *self.local.0.get() };
         HeapGuard::new(self, local, acquired)
     }
 
-    fn futex<'a>(&'a self, map: &'a Mapping) -> Futex<'a> {
-        // SAFETY: the lock word is an aligned u32 at LOCK_OFFSET inside the header of a live
-        // mapping at least HEADER_SIZE long, accessed only atomically by every process.
-        let word = unsafe { AtomicU32::from_ptr(map.base().add(LOCK_OFFSET).cast()) };
-        Futex::new(word, slots_of(map, &self.file), self.probe)
+    #[inline]
+    fn futex(&self) -> Futex<'_> {
+        // SAFETY: the lock word is an aligned u32 at LOCK_OFFSET inside the header mapping,
+        // which lives as long as `self`; every process accesses it only atomically.
+        let word = unsafe { AtomicU32::from_ptr(self.header.base().add(LOCK_OFFSET).cast()) };
+        Futex::new(word, slots_of(&self.header, &self.file), self.probe)
     }
 
     /// The file this handle is attached to.
@@ -295,8 +317,7 @@ impl Heap {
 
     /// The attachment table as last seen: (slot, incarnation, pid) of every slot ever used.
     pub fn attachments(&self) -> Vec<(u32, SlotRecord)> {
-        let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        let slots = slots_of(&local.map, &self.file);
+        let slots = slots_of(&self.header, &self.file);
         (0..slots.count())
             .map(|i| (i, slots.record(i)))
             .filter(|(_, r)| r.incarnation != 0)
@@ -355,8 +376,7 @@ impl Drop for Heap {
         // In a fork child the open file description is the parent's: unlocking the slot
         // through it would release the parent's claim.
         if fork_epoch() == self.fork_epoch {
-            let local = self.local.get_mut().unwrap_or_else(|e| e.into_inner());
-            let _ = slots_of(&local.map, &self.file).release(self.owner);
+            let _ = slots_of(&self.header, &self.file).release(self.owner);
         }
     }
 }
@@ -365,11 +385,9 @@ const _: () = assert!(HEADER_SIZE as usize > STATE_OFFSET);
 
 /// Times `iters` bare lock+unlock pairs of the protocol on this heap's word and slot
 /// (after 10k warm-up pairs), in ns per pair: the figure `mapheap bench` and the criterion
-/// bench compare with the anchors' futex mutex. Takes the handle's local mutex for the
-/// whole run, so no guard of this handle can interleave.
+/// bench compare with the anchors' futex mutex.
 pub fn raw_lock_bench(heap: &Heap, iters: u64) -> f64 {
-    let local = heap.local.lock().unwrap_or_else(|e| e.into_inner());
-    let f = heap.futex(&local.map);
+    let f = heap.futex();
     for _ in 0..10_000 {
         sync::lock(&f, heap.owner);
         sync::unlock(&f, heap.owner);
