@@ -7,9 +7,10 @@
 //! * [`futex`]: the Linux platform over a mapping.
 //! * [`slots`]: the attachment table and the OFD-lock liveness probe.
 //!
-//! Threads of one process: each `Heap` handle claims its own slot; threads that share a
-//! handle are first ordered by the handle's local mutex, so the owner id in the word always
-//! names one thread of one process. See docs/lock-protocol.md.
+//! Threads of one process: each `Heap` handle claims its own slot, and the word names the
+//! handle. Threads sharing a handle are ordered by this same lock (a CAS from 0 admits one
+//! of them; the others wait, and never take over from their own live process). See
+//! docs/lock-protocol.md and docs/decisions.md.
 
 pub mod futex;
 pub mod platform;
