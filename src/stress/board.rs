@@ -52,6 +52,7 @@ pub struct Board {
     unattributed: AtomicU64,
     reconciled: AtomicU64,
     violations: AtomicU64,
+    panics: AtomicU64,
     msg_next: AtomicU32,
     msgs: [[AtomicU8; MSG_LEN]; MSGS],
     lat_n: AtomicU64,
@@ -91,11 +92,17 @@ impl Board {
         self.violations.fetch_add(1, SeqCst);
         let i = self.msg_next.fetch_add(1, SeqCst) as usize;
         if i < MSGS {
+            let msg = msg.replace('\n', " ");
             let b = msg.as_bytes();
             for (k, cell) in self.msgs[i].iter().enumerate() {
                 cell.store(b.get(k).copied().unwrap_or(0), Relaxed);
             }
         }
+    }
+
+    /// Counts a worker's panic; returns how many were counted before.
+    pub fn panicked(&self) -> u64 {
+        self.panics.fetch_add(1, SeqCst)
     }
 
     /// Whether the parent asked the workers to stop.
@@ -115,7 +122,8 @@ impl Board {
 
     /// A worker says it is attachment `me`.
     pub fn register(&self, me: OwnerId, serial: u64) {
-        self.reg[me.slot() as usize % SLOTS].store(((serial + 1) << 32) | u64::from(me.raw()), SeqCst);
+        self.reg[me.slot() as usize % SLOTS]
+            .store(((serial + 1) << 32) | u64::from(me.raw()), SeqCst);
     }
 
     /// A guard (or `open`) reported a takeover.
@@ -231,11 +239,18 @@ impl Board {
             messages: self.msgs[..(self.msg_next.load(SeqCst) as usize).min(MSGS)]
                 .iter()
                 .map(|m| {
-                    let b: Vec<u8> = m.iter().map(|c| c.load(Relaxed)).take_while(|&c| c != 0).collect();
+                    let b: Vec<u8> = m
+                        .iter()
+                        .map(|c| c.load(Relaxed))
+                        .take_while(|&c| c != 0)
+                        .collect();
                     String::from_utf8_lossy(&b).into_owned()
                 })
                 .collect(),
-            latencies: self.lat[..n.min(LAT_CAP)].iter().map(|l| l.load(SeqCst)).collect(),
+            latencies: self.lat[..n.min(LAT_CAP)]
+                .iter()
+                .map(|l| l.load(SeqCst))
+                .collect(),
         }
     }
 }

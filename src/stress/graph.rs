@@ -97,7 +97,7 @@ pub enum OpKind {
     /// Committed a copy of a node with a new payload, moved the edges to it, deleted the
     /// original.
     Replace,
-    /// Verified one node.
+    /// Verified one node (or found nothing to do).
     Read,
 }
 
@@ -478,6 +478,7 @@ impl Graph {
                 return Ok(done);
             }
         }
+        done.kind = OpKind::Read;
         match rng.below(4) {
             0 => {
                 if let Some((i, _)) = self.pick(g, rng)? {
@@ -496,7 +497,6 @@ impl Graph {
                 }
             }
             _ => {
-                done.kind = OpKind::Read;
                 if let Some((_, x)) = self.pick(g, rng)? {
                     match self.verify_node(g, x) {
                         Err(e) => done.problem = Some(e),
@@ -530,8 +530,9 @@ impl Graph {
                 continue;
             }
             if let Some(j) = at.insert(off, i as u64) {
-                rep.problems
-                    .push(format!("S3 node {off:#x} is committed in slots {j} and {i}"));
+                rep.problems.push(format!(
+                    "S3 node {off:#x} is committed in slots {j} and {i}"
+                ));
                 continue;
             }
             match self.verify_node(g, off) {

@@ -21,7 +21,10 @@ impl<T: Sync> Shared<T> {
     /// processes at once through `&T`: only atomics (or data nobody writes), no pointers into
     /// process-private memory, nothing that needs `Drop`.
     pub unsafe fn zeroed() -> io::Result<Shared<T>> {
-        assert!(align_of::<T>() <= 4096, "page alignment is the most a mapping gives");
+        assert!(
+            align_of::<T>() <= 4096,
+            "page alignment is the most a mapping gives"
+        );
         let len = size_of::<T>().max(1);
         // SAFETY: an anonymous shared mapping of `len` bytes; the kernel picks the address
         // and zero-fills it; the result is checked before use.
