@@ -1,0 +1,439 @@
+//! Shuttle models of the lock protocol: the generic code of `src/sync/protocol.rs` on a
+//! shuttle platform, over configurations too large for loom: 4 to 7 threads, many rounds,
+//! threads that die at every crash point of the protocol, newcomers that claim a dead
+//! thread's slot, and spurious returns from `wait` drawn from shuttle's replayable
+//! randomness. Shuttle runs every atomic as SeqCst, so ordering bugs are loom's job.
+//!
+//! Iterations: `MAPHEAP_SHUTTLE_ITERS` (default 2000 per scheduler and configuration).
+//! A failure prints the failing schedule; replay it with
+//!
+//! ```text
+//! MAPHEAP_SHUTTLE_REPLAY='<schedule>' MAPHEAP_SHUTTLE_SCENARIO='<name>' \
+//!     [MAPHEAP_MUTANT=<Mutant>] cargo test --test shuttle_lock replay -- --nocapture
+//! ```
+//!
+//! (which calls `shuttle::replay`). See docs/lock-protocol.md.
+
+#[path = "common/world.rs"]
+mod world;
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mapheap::mutant::{self, Mutant};
+use mapheap::sync::CrashPoint;
+use shuttle::scheduler::{PctScheduler, RandomScheduler, Scheduler};
+use shuttle::{Config, Runner};
+
+use world::{Actor, Fate, Scenario, Stats};
+
+/// The shuttle flavour of what `world.rs` needs.
+mod backend {
+    use std::sync::atomic::Ordering::SeqCst;
+
+    pub use shuttle::sync::atomic::{AtomicBool, AtomicU32};
+    pub use shuttle::sync::{Condvar, Mutex};
+    pub use shuttle::thread::spawn;
+
+    /// The data the lock protects: read, yield, write. Two threads inside at once lose an
+    /// update (and trip the occupancy check first).
+    pub struct Payload(shuttle::sync::atomic::AtomicU64);
+
+    impl Payload {
+        pub fn new() -> Payload {
+            Payload(shuttle::sync::atomic::AtomicU64::new(0))
+        }
+
+        pub fn bump(&self) {
+            let v = self.0.load(SeqCst);
+            shuttle::thread::yield_now();
+            self.0.store(v + 1, SeqCst);
+        }
+
+        pub fn get(&self) -> u64 {
+            self.0.load(SeqCst)
+        }
+    }
+
+    /// A coin that comes up 1 time in `n`, from shuttle's RNG: part of the schedule, so a
+    /// replay makes the same choices.
+    pub fn chance(n: u32) -> bool {
+        use shuttle::rand::Rng;
+        shuttle::rand::thread_rng().gen_range(0..n) == 0
+    }
+}
+
+/// `MAPHEAP_SHUTTLE_ITERS`, or `default`.
+fn iterations(default: usize) -> usize {
+    std::env::var("MAPHEAP_SHUTTLE_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+const DEFAULT_ITERS: usize = 2000;
+const PCT_DEPTH: usize = 3;
+/// Spurious returns: each `wait` returns early as Woken 1 time in 8, as TimedOut 1 in 8.
+const SPURIOUS: u32 = 8;
+
+// ---- configurations ----------------------------------------------------------------------
+
+fn contended() -> Scenario {
+    Scenario::new(
+        "4 threads x 4 rounds",
+        &[
+            Actor::rounds(4),
+            Actor::rounds(4),
+            Actor::rounds(4),
+            Actor::rounds(4),
+        ],
+    )
+    .spurious(SPURIOUS)
+}
+
+fn contended_strict() -> Scenario {
+    Scenario::new(
+        "4 threads x 3 rounds, no spurious returns",
+        &[
+            Actor::rounds(3),
+            Actor::rounds(3),
+            Actor::rounds(3),
+            Actor::rounds(3),
+        ],
+    )
+}
+
+fn deaths() -> Scenario {
+    Scenario::new(
+        "deaths at every crash point, newcomers",
+        &[
+            Actor::rounds(3).fate(Fate::DieAt(CrashPoint::LockAcquired, 2)),
+            Actor::rounds(3).fate(Fate::DieAt(CrashPoint::TakeoverDone, 1)),
+            Actor::rounds(3).fate(Fate::DieAt(CrashPoint::UnlockReleased, 2)),
+            Actor::rounds(3),
+            Actor::rounds(3).newcomer(),
+            Actor::rounds(3)
+                .newcomer()
+                .fate(Fate::DieHolding { round: 1 }),
+        ],
+    )
+    .spurious(SPURIOUS)
+}
+
+fn deaths_strict() -> Scenario {
+    Scenario::new(
+        "deaths, no spurious returns",
+        &[
+            Actor::rounds(2).fate(Fate::DieHolding { round: 0 }),
+            Actor::rounds(2).fate(Fate::DieAt(CrashPoint::TakeoverDone, 1)),
+            Actor::rounds(2).fate(Fate::DieAt(CrashPoint::UnlockReleased, 1)),
+            Actor::rounds(2),
+            Actor::rounds(2).newcomer(),
+        ],
+    )
+}
+
+fn all() -> Vec<Scenario> {
+    vec![contended(), contended_strict(), deaths(), deaths_strict()]
+}
+
+// ---- running -------------------------------------------------------------------------------
+
+/// Runs `s` under `scheduler` and sums up what its executions did.
+fn explore(s: &Scenario, scheduler: impl Scheduler + 'static) -> Stats {
+    let total = Arc::new(Mutex::new(Stats::default()));
+    let t = Arc::clone(&total);
+    let s2 = s.clone();
+    Runner::new(scheduler, quiet()).run(move || {
+        let st = world::run(&s2);
+        t.lock().unwrap().add(&st);
+    });
+    let st = *total.lock().unwrap();
+    st
+}
+
+/// The default configuration without the warning that shuttle treats every ordering as
+/// SeqCst (documented in docs/lock-protocol.md; loom covers orderings).
+fn quiet() -> Config {
+    let mut c = Config::default();
+    c.silence_warnings = true;
+    c
+}
+
+fn passes(s: Scenario) {
+    let n = iterations(DEFAULT_ITERS);
+    let mut total = Stats::default();
+    for (name, st, took) in [
+        {
+            let start = Instant::now();
+            (
+                "random",
+                explore(&s, RandomScheduler::new(n)),
+                start.elapsed(),
+            )
+        },
+        {
+            let start = Instant::now();
+            let st = explore(&s, PctScheduler::new(PCT_DEPTH, n));
+            ("pct", st, start.elapsed())
+        },
+    ] {
+        println!(
+            "shuttle [{}] {name}: {} executions, {took:.2?}; {st:?}",
+            s.name, st.executions
+        );
+        total.add(&st);
+    }
+    // Over both schedulers together: PCT alone, which runs one thread at a time by
+    // priority, may e.g. start every newcomer before anybody dies.
+    world::assert_reached(&s, &total);
+}
+
+fn message(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "<non-string panic>".into())
+}
+
+/// The failure itself: shuttle wraps a task's panic message as
+/// "test panicked in task ...\nfailing schedule: ...\noriginal panic: <message>".
+fn reason(msg: &str) -> &str {
+    match msg.find("original panic: ") {
+        Some(i) => msg[i + "original panic: ".len()..]
+            .lines()
+            .next()
+            .unwrap_or(""),
+        None => msg.lines().next().unwrap_or(""),
+    }
+}
+
+/// The schedule shuttle put into a failure's message.
+fn schedule_of(msg: &str) -> Option<String> {
+    let start = msg.find("failing schedule:\n\"\n")? + "failing schedule:\n\"\n".len();
+    let len = msg[start..].find("\n\"")?;
+    Some(msg[start..start + len].to_string())
+}
+
+/// Which scheduler a mutant test uses. Seeds are fixed so that the number of executions
+/// to the failure is the same on every run (and in docs/lock-protocol.md).
+#[derive(Clone, Copy, Debug)]
+enum Sched {
+    Random,
+    Pct,
+}
+
+const SEED: u64 = 0x6d61_7068_6561_7021;
+const MUTANT_BUDGET: usize = 20_000;
+
+/// Runs `s` with `m` switched on under both schedulers; each must catch it.
+fn catches(m: Mutant, s: Scenario, expect: &[&str]) {
+    for sched in [Sched::Random, Sched::Pct] {
+        catches_with(m, &s, sched, expect);
+    }
+}
+
+/// Runs `s` with `m` switched on until shuttle fails it (at most `MUTANT_BUDGET`
+/// executions), asserts the reason contains one of `expect`, then replays the printed
+/// schedule with `shuttle::replay` and asserts the same failure.
+fn catches_with(m: Mutant, s: &Scenario, sched: Sched, expect: &[&str]) -> (usize, Duration) {
+    let start = Instant::now();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&count);
+    let s2 = s.clone();
+    let r = panic::catch_unwind(AssertUnwindSafe(|| {
+        mutant::with(m, || {
+            let body = move || {
+                c.fetch_add(1, Relaxed);
+                world::run(&s2);
+            };
+            match sched {
+                Sched::Random => {
+                    Runner::new(RandomScheduler::new_from_seed(SEED, MUTANT_BUDGET), quiet())
+                        .run(body)
+                }
+                Sched::Pct => Runner::new(
+                    PctScheduler::new_from_seed(SEED, PCT_DEPTH, MUTANT_BUDGET),
+                    quiet(),
+                )
+                .run(body),
+            }
+        })
+    }));
+    let took = start.elapsed();
+    let n = count.load(Relaxed);
+    let e = match r {
+        Ok(_) => panic!(
+            "mutant {m:?} survived shuttle {sched:?} [{}] ({n} executions)",
+            s.name
+        ),
+        Err(e) => e,
+    };
+    let msg = message(&*e);
+    assert!(
+        expect.iter().any(|x| reason(&msg).contains(x)),
+        "mutant {m:?} failed shuttle [{}] for an unexpected reason: {msg}",
+        s.name
+    );
+    println!(
+        "mutant {m:?}: caught by shuttle {sched:?} [{}] at execution {n}, {took:.2?}: {}",
+        s.name,
+        reason(&msg)
+    );
+
+    // The printed schedule reproduces the failure.
+    let schedule = schedule_of(&msg).expect("shuttle's failure message carries the schedule");
+    let s3 = s.clone();
+    let replayed = panic::catch_unwind(AssertUnwindSafe(|| {
+        mutant::with(m, || {
+            shuttle::replay(
+                move || {
+                    world::run(&s3);
+                },
+                &schedule,
+            )
+        })
+    }));
+    let again = message(&*replayed.expect_err("the replayed schedule fails again"));
+    assert_eq!(
+        reason(&again),
+        reason(&msg),
+        "the replay fails the same way"
+    );
+    (n, took)
+}
+
+const LOST_WAKEUP: &[&str] = &["lost wake-up", "deadlock"];
+const EXCLUSION: &[&str] = &[
+    "mutual exclusion violated",
+    "does not own the lock",
+    "lost update",
+    "recovered",
+];
+
+// ---- the protocol passes -------------------------------------------------------------------
+
+#[test]
+fn four_threads_contended_random_and_pct() {
+    passes(contended());
+}
+
+#[test]
+fn four_threads_contended_without_spurious_returns() {
+    passes(contended_strict());
+}
+
+#[test]
+fn deaths_at_every_crash_point_with_newcomers() {
+    passes(deaths());
+}
+
+#[test]
+fn deaths_without_spurious_returns() {
+    passes(deaths_strict());
+}
+
+/// `mutant::with` is thread-local; shuttle runs every task as a continuation on the calling
+/// OS thread, so the switch must reach them all.
+#[test]
+fn mutant_switch_reaches_shuttle_threads() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&seen);
+    mutant::with(Mutant::RecoveryDropsWaiters, || {
+        shuttle::check_random(
+            move || {
+                let s2 = Arc::clone(&s);
+                let t = shuttle::thread::spawn(move || {
+                    assert!(mutant::active(Mutant::RecoveryDropsWaiters));
+                    s2.fetch_add(1, Relaxed);
+                });
+                assert!(mutant::active(Mutant::RecoveryDropsWaiters));
+                t.join().unwrap();
+            },
+            5,
+        )
+    });
+    assert_eq!(seen.load(Relaxed), 5);
+    assert!(!mutant::active(Mutant::RecoveryDropsWaiters));
+}
+
+/// Replays a schedule printed by a failing run: set `MAPHEAP_SHUTTLE_REPLAY` to the
+/// schedule, `MAPHEAP_SHUTTLE_SCENARIO` to the configuration's name, and `MAPHEAP_MUTANT` if
+/// the failure was a mutant's. Does nothing without them.
+#[test]
+fn replay() {
+    let (Ok(schedule), Ok(name)) = (
+        std::env::var("MAPHEAP_SHUTTLE_REPLAY"),
+        std::env::var("MAPHEAP_SHUTTLE_SCENARIO"),
+    ) else {
+        return;
+    };
+    let s = all()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no configuration named {name:?}"));
+    let m = std::env::var("MAPHEAP_MUTANT")
+        .ok()
+        .map(|n| Mutant::parse(&n).unwrap_or_else(|| panic!("no mutant named {n:?}")));
+    let run = move || {
+        shuttle::replay(
+            move || {
+                world::run(&s);
+            },
+            &schedule,
+        )
+    };
+    match m {
+        Some(m) => mutant::with(m, run),
+        None => run(),
+    }
+}
+
+// ---- each seeded bug is caught -------------------------------------------------------------
+
+#[test]
+fn mutant_unlock_without_wake_is_caught() {
+    catches(Mutant::UnlockWithoutWake, contended_strict(), LOST_WAKEUP);
+}
+
+#[test]
+fn mutant_wake_before_release_is_caught() {
+    catches(Mutant::WakeBeforeRelease, contended_strict(), LOST_WAKEUP);
+}
+
+#[test]
+fn mutant_woken_takes_without_waiters_is_caught() {
+    catches(
+        Mutant::WokenTakesWithoutWaiters,
+        contended_strict(),
+        LOST_WAKEUP,
+    );
+}
+
+#[test]
+fn mutant_wait_means_ownership_is_caught() {
+    catches(Mutant::WaitMeansOwnership, contended(), EXCLUSION);
+}
+
+#[test]
+fn mutant_takeover_by_store_is_caught() {
+    catches(Mutant::TakeoverByStore, deaths(), EXCLUSION);
+}
+
+#[test]
+fn mutant_recovery_drops_waiters_is_caught() {
+    catches(Mutant::RecoveryDropsWaiters, deaths_strict(), LOST_WAKEUP);
+}
+
+/// Shuttle runs every atomic as SeqCst: a missing Acquire or Release is invisible to it.
+/// This documents the limit (loom catches both).
+#[test]
+fn mutant_relaxed_orderings_are_invisible_to_shuttle() {
+    for m in [Mutant::RelaxedAcquire, Mutant::RelaxedRelease] {
+        mutant::with(m, || {
+            explore(&contended_strict(), RandomScheduler::new(50));
+        });
+    }
+}
