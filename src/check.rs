@@ -10,7 +10,7 @@ use std::fmt;
 
 use crate::alloc::tlsf::mapping_insert;
 use crate::alloc::{AllocError, Arena, Block};
-use crate::format::{FLAG_NEEDS_REPAIR, FL_COUNT, INTENT_NONE, ROOT_COUNT, SL_COUNT};
+use crate::format::{BLOCK_HEADER, FLAG_NEEDS_REPAIR, FL_COUNT, INTENT_NONE, ROOT_COUNT, SL_COUNT};
 
 /// One broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -326,7 +326,15 @@ pub fn check(arena: &Arena<'_>) -> Report {
         }
     }
 
-    // Roots: R1.
+    // Roots: R1. The header in front of a root must be a used block on the chain, not just
+    // a word that decodes as one: a stale header left inside a free block (or inside another
+    // block) decodes too, and resolution cannot tell it apart without walking the chain.
+    let chain_whole = !v.iter().any(|x| matches!(x, Violation::Chain { .. }));
+    let used_on_chain: std::collections::HashSet<u64> = blocks
+        .iter()
+        .filter(|b| !b.header.is_free())
+        .map(|b| b.offset)
+        .collect();
     for root in st.roots.iter().take(ROOT_COUNT) {
         if root.name == [0; 32] {
             continue;
@@ -335,6 +343,12 @@ pub fn check(arena: &Arena<'_>) -> Report {
             .trim_end_matches('\0')
             .to_string();
         let what = match arena.usable_size(root.offset) {
+            Ok(_)
+                if chain_whole
+                    && !used_on_chain.contains(&root.offset.wrapping_sub(BLOCK_HEADER)) =>
+            {
+                "not the payload of a used block on the chain (a stale header)".to_string()
+            }
             Ok(cap)
                 if cap >= u64::from(root.size)
                     && root.offset % u64::from(root.align.max(1)) == 0 =>

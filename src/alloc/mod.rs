@@ -207,18 +207,32 @@ impl<'a> Arena<'a> {
         fl * SL_COUNT + sl
     }
 
+    /// The index of list `(fl, sl)` for a free block of `size` bytes at `b`; an error, never
+    /// an index out of bounds, if the size (read from the file) overruns the arena or lies
+    /// beyond every class.
+    fn checked_list(&self, b: u64, size: u64, fl: usize, sl: usize) -> Result<usize> {
+        if fl >= FL_COUNT
+            || size < MIN_BLOCK
+            || b.checked_add(size).is_none_or(|end| end > self.sentinel())
+        {
+            return corrupt(b, "free block size out of range");
+        }
+        Ok(Self::list_index(fl, sl))
+    }
+
     fn insert_free(&mut self, b: u64, size: u64) -> Result<()> {
         let (fl, sl) = if active(Mutant::WrongClass) {
             mapping_search(size)
         } else {
             mapping_insert(size)
         };
-        let idx = Self::list_index(fl, sl);
+        let idx = self.checked_list(b, size, fl, sl)?;
         let head = self.state_mut().heads[idx];
         self.set_word(b + 8, head)?;
         self.set_word(b + 16, 0)?;
         if head != 0 {
-            self.set_word(head + 16, b)?;
+            // Links come from the file: wrap rather than overflow; `cell` rejects the result.
+            self.set_word(head.wrapping_add(16), b)?;
         }
         self.state_mut().heads[idx] = b;
         self.state_mut().sl_bitmap[fl] |= 1 << sl;
@@ -230,12 +244,12 @@ impl<'a> Arena<'a> {
         let next = self.word(b + 8)?;
         let prev = self.word(b + 16)?;
         let (fl, sl) = mapping_insert(size);
-        let idx = Self::list_index(fl, sl);
+        let idx = self.checked_list(b, size, fl, sl)?;
         if prev != 0 {
-            if self.word(prev + 8)? != b {
+            if self.word(prev.wrapping_add(8))? != b {
                 return corrupt(b, "free-list links not symmetric");
             }
-            self.set_word(prev + 8, next)?;
+            self.set_word(prev.wrapping_add(8), next)?;
         } else {
             if self.state_mut().heads[idx] != b {
                 return corrupt(b, "free block not at the head of its list");
@@ -249,7 +263,7 @@ impl<'a> Arena<'a> {
             }
         }
         if next != 0 {
-            self.set_word(next + 16, prev)?;
+            self.set_word(next.wrapping_add(16), prev)?;
         }
         Ok(())
     }
@@ -492,7 +506,9 @@ impl<'a> Arena<'a> {
             arg2: new_capacity,
         });
         self.state_mut().capacity = new_capacity;
-        self.state_mut().generation += 1;
+        // Compared for equality only; a corrupt file may hold any value.
+        let g = self.state_mut().generation;
+        self.state_mut().generation = g.wrapping_add(1);
         self.finish_growth(s, old, new_capacity, sh.flags)?;
         self.set_intent(Intent::default_none());
         Ok(())

@@ -254,7 +254,18 @@ impl Heap {
         let id: Identity = unsafe { std::ptr::read(map.base().cast::<Identity>()) };
         id.validate(page).map_err(format_err(path))?;
         let header = Mapping::new(&file, HEADER_SIZE, None).map_err(io_err("map", path))?;
-        let owner = slots_of(&header, &file).claim(std::process::id())?;
+        let slots = slots_of(&header, &file);
+        let mut owner = slots.claim(std::process::id())?;
+        // SAFETY: as in `Heap::futex`: an aligned u32 inside the live header mapping,
+        // accessed only atomically.
+        let word = unsafe { AtomicU32::from_ptr(header.base().add(LOCK_OFFSET).cast()) };
+        if OwnerId::from_word(word.load(Ordering::Relaxed)) == Some(owner) {
+            // The word names the id just claimed, so it is stale (a corrupt slot table, or
+            // an incarnation that wrapped): we never locked. Waiting on it would wait for
+            // ourselves forever; claim the slot again so the word names a dead owner.
+            slots.release(owner)?;
+            owner = slots.claim(std::process::id())?;
+        }
         let mut heap = Heap {
             file,
             path: path.to_path_buf(),

@@ -75,13 +75,16 @@ fn lock_slow<P: Platform>(p: &P, me: OwnerId, mut c: u32) -> Acquired {
     // Once we have slept, others may be asleep too: take the lock with WAITERS set.
     let mut slept = false;
     loop {
-        if c == 0 {
-            let new = if slept && !active(Mutant::WokenTakesWithoutWaiters) {
+        if c & !WAITERS == 0 {
+            // A free word. A bare WAITERS bit naming no owner is never written by this
+            // protocol (unlock swaps in 0), so it comes from a corrupt file: it counts as
+            // free too (and keeps the bit), or every locker would sleep on it forever.
+            let new = if (slept || c != 0) && !active(Mutant::WokenTakesWithoutWaiters) {
                 me.raw() | WAITERS
             } else {
                 me.raw()
             };
-            match p.compare_exchange(0, new, acquire_order(), Relaxed) {
+            match p.compare_exchange(c, new, acquire_order(), Relaxed) {
                 Ok(_) => {
                     p.crash_point(CrashPoint::LockAcquired);
                     return Acquired::Clean;

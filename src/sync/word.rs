@@ -52,9 +52,11 @@ impl OwnerId {
         self.0.get()
     }
 
-    /// The 0-based attachment slot.
+    /// The 0-based attachment slot. A word from a corrupt file may have a zero slot field
+    /// (no attachment ever writes one): that names slot `u32::MAX`, which no table has, so
+    /// the owner probes dead.
     pub fn slot(self) -> u32 {
-        (self.0.get() & MAX_SLOTS) - 1
+        (self.0.get() & MAX_SLOTS).wrapping_sub(1)
     }
 
     /// The incarnation of the slot's claim (23 bits).
