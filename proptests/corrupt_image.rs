@@ -1,0 +1,689 @@
+//! Property: whatever a heap file holds, `Heap::open` and then lock, check, stats, blocks,
+//! walking the roots, allocation, free, growth and a reopen return errors or a report;
+//! they never panic, abort, hang or fault, and a clean report is honest (see
+//! `common/entry.rs`).
+//!
+//! Each case builds a valid heap (allocations of several sizes and alignments, some freed,
+//! named roots, maybe grown, maybe copied while its lock is held so the image names a dead
+//! owner), then corrupts the image: header fields (identity, with or without a fixed-up
+//! checksum; lock word; attachment slots; every field of the allocator state: capacity,
+//! generation, intent, counters, flags, bitmaps, roots, free-list heads), block headers
+//! (with valid tags and boundary sizes, so the corruption gets past the tag check),
+//! free-list links and footers, single bits anywhere, truncation and extension; values are
+//! drawn from boundaries (0, 1, all ones, the capacity, the file length, the maximum
+//! capacity, block offsets, ...) and at random.
+//!
+//! Every case runs in a child process (this test binary re-executed with
+//! `MAPHEAP_PROP_CHILD=corrupt`), so a panic, an abort, a signal or a hang (killed at a
+//! deadline) is a failing case that proptest shrinks like any other.
+//! See docs/properties.md.
+
+#[macro_use]
+mod common;
+
+use std::mem::offset_of;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{assert_caught, assert_property, child_role, run_child, run_property, ChildEnd};
+use mapheap::format::{block, Identity, Intent, Root, State, MAX_CAPACITY, MIN_CAPACITY};
+use mapheap::mutant;
+use mapheap::{CreateOptions, Heap, Offset};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::TestCaseError;
+
+const REGRESSIONS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/proptests/regressions/corrupt_image.txt"
+);
+const CHILD_TEST: &str = "valid_images_pass_every_entry_point";
+const IMAGE_ENV: &str = "MAPHEAP_CORRUPT_IMAGE";
+
+const HEADER_SIZE: u64 = 16384;
+const LOCK_OFFSET: u64 = 64;
+const SLOTS_OFFSET: u64 = 128;
+const STATE_OFFSET: u64 = 2048;
+const PAGE: u64 = 4096;
+
+// ---- the valid image ------------------------------------------------------------------
+
+/// How to build the valid heap a case corrupts.
+#[derive(Clone, Debug)]
+struct Recipe {
+    pages: u8,
+    allocs: Vec<(u16, u64)>,
+    big: bool,
+    frees: Vec<Index>,
+    roots: Vec<Index>,
+    grow: Option<u8>,
+    held: bool,
+}
+
+fn recipe() -> impl Strategy<Value = Recipe> {
+    (
+        5u8..20,
+        prop::collection::vec(
+            (
+                8u16..3000,
+                prop_oneof![4 => Just(8u64), 1 => Just(64u64), 1 => Just(4096u64)],
+            ),
+            0..16,
+        ),
+        any::<bool>(),
+        prop::collection::vec(any::<Index>(), 0..6),
+        prop::collection::vec(any::<Index>(), 0..4),
+        prop::option::of(1u8..8),
+        any::<bool>(),
+    )
+        .prop_map(|(pages, allocs, big, frees, roots, grow, held)| Recipe {
+            pages,
+            allocs,
+            big,
+            frees,
+            roots,
+            grow,
+            held,
+        })
+}
+
+/// A valid image and what the corruptions aim at.
+struct Image {
+    bytes: Vec<u8>,
+    capacity: u64,
+    /// (offset, size) of every block, then the sentinel (size 0).
+    blocks: Vec<(u64, u64)>,
+}
+
+fn build_image(r: &Recipe, path: &Path) -> Result<Image, String> {
+    let cap = (u64::from(r.pages) + if r.big { 8 } else { 0 }) * PAGE;
+    let create = CreateOptions {
+        open: common::entry::options(),
+        ..CreateOptions::new(cap)
+    };
+    let heap = Heap::create_with(path, &create).map_err(|e| format!("create: {e}"))?;
+    let mut g = heap.lock().map_err(|e| format!("lock: {e}"))?;
+    let mut offs = Vec::new();
+    let mut sizes: Vec<(u64, u64)> = r.allocs.iter().map(|&(s, a)| (u64::from(s), a)).collect();
+    if r.big {
+        sizes.insert(sizes.len() / 2, (24_000, 8));
+    }
+    for (i, (size, align)) in sizes.into_iter().enumerate() {
+        let Ok(o) = g.alloc_bytes(size, align) else {
+            continue;
+        };
+        let bytes = g
+            .bytes_mut(o, size)
+            .map_err(|e| format!("bytes_mut: {e}"))?;
+        bytes.copy_from_slice(&common::pattern(i as u64, size as usize));
+        offs.push(o);
+    }
+    for (k, pick) in r.roots.iter().enumerate() {
+        if offs.is_empty() {
+            break;
+        }
+        let o = offs[pick.index(offs.len())];
+        g.set_root::<u64>(&format!("root{k}"), o.cast())
+            .map_err(|e| format!("set_root: {e}"))?;
+    }
+    let rooted: Vec<u64> = g.roots().iter().map(|r| r.offset).collect();
+    for pick in &r.frees {
+        let free: Vec<Offset<u8>> = offs
+            .iter()
+            .copied()
+            .filter(|o| !rooted.contains(&o.raw()))
+            .collect();
+        if free.is_empty() {
+            break;
+        }
+        let o = free[pick.index(free.len())];
+        g.free(o).map_err(|e| format!("free: {e}"))?;
+        offs.retain(|x| *x != o);
+    }
+    if let Some(p) = r.grow {
+        g.grow_by(u64::from(p) * PAGE)
+            .map_err(|e| format!("grow: {e}"))?;
+    }
+    let report = g.check();
+    if !report.is_clean() {
+        return Err(format!("the valid image is not clean: {report:?}"));
+    }
+    let capacity = g.capacity();
+    let mut blocks: Vec<(u64, u64)> = g.blocks().iter().map(|b| (b.offset, b.size)).collect();
+    blocks.push((capacity - 8, 0));
+    let bytes = if r.held {
+        // A snapshot taken under the lock: the lock word names an owner that, in the
+        // copy, is dead.
+        std::fs::read(path).map_err(|e| e.to_string())?
+    } else {
+        drop(g);
+        drop(heap);
+        std::fs::read(path).map_err(|e| e.to_string())?
+    };
+    Ok(Image {
+        bytes,
+        capacity,
+        blocks,
+    })
+}
+
+// ---- corruptions ----------------------------------------------------------------------
+
+/// A value to store, chosen among boundaries relative to the image.
+#[derive(Clone, Debug)]
+enum Value {
+    Zero,
+    One,
+    AllOnes,
+    Small(u8),
+    SignBit,
+    MaxAligned,
+    HeaderPlus(u8),
+    Capacity(i8),
+    FileLen(i8),
+    MaxCapacity(i8),
+    Block(Index, i8),
+    XorBit(u8),
+    Random(u64),
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        1 => Just(Value::Zero),
+        1 => Just(Value::One),
+        1 => Just(Value::AllOnes),
+        1 => (0u8..64).prop_map(Value::Small),
+        1 => Just(Value::SignBit),
+        1 => Just(Value::MaxAligned),
+        1 => (0u8..8).prop_map(Value::HeaderPlus),
+        1 => (-3i8..=3).prop_map(Value::Capacity),
+        1 => (-3i8..=3).prop_map(Value::FileLen),
+        1 => (-1i8..=1).prop_map(Value::MaxCapacity),
+        2 => (any::<Index>(), -2i8..=3).prop_map(|(i, d)| Value::Block(i, d)),
+        2 => (0u8..64).prop_map(Value::XorBit),
+        1 => any::<u64>().prop_map(Value::Random),
+    ]
+}
+
+struct Ctx<'a> {
+    capacity: u64,
+    len: u64,
+    blocks: &'a [(u64, u64)],
+}
+
+impl Value {
+    fn resolve(&self, ctx: &Ctx<'_>, orig: u64) -> u64 {
+        let rel = |base: u64, d: i8| base.wrapping_add((i64::from(d) * 8) as u64);
+        match *self {
+            Value::Zero => 0,
+            Value::One => 1,
+            Value::AllOnes => u64::MAX,
+            Value::Small(v) => u64::from(v),
+            Value::SignBit => 1 << 63,
+            Value::MaxAligned => !7,
+            Value::HeaderPlus(k) => HEADER_SIZE + 8 * u64::from(k),
+            Value::Capacity(d) => rel(ctx.capacity, d),
+            Value::FileLen(d) => rel(ctx.len, d),
+            Value::MaxCapacity(d) => rel(MAX_CAPACITY, d),
+            Value::Block(i, d) => rel(ctx.blocks[i.index(ctx.blocks.len())].0, d),
+            Value::XorBit(b) => orig ^ (1 << b),
+            Value::Random(v) => v,
+        }
+    }
+}
+
+/// A field of the header area.
+#[derive(Clone, Debug)]
+enum Field {
+    /// Identity field `0..12`; the checksum is recomputed afterwards if `fix`.
+    Identity(u8, bool),
+    Lock,
+    SlotIncarnation(u8),
+    SlotPid(u8),
+    /// One of the 12 scalar fields of the state (capacity .. fl_bitmap).
+    State(u8),
+    SlBitmap(u8),
+    /// A free-list head: an `Index` over the non-empty heads (any head if none).
+    Head(Index),
+    /// Root `.0`, part `.1`: 0 name, 1 size, 2 align, 3 type hash, 4 offset, 5 reserved.
+    Root(u8, u8),
+}
+
+fn field() -> impl Strategy<Value = Field> {
+    prop_oneof![
+        2 => (0u8..12, any::<bool>()).prop_map(|(f, fix)| Field::Identity(f, fix)),
+        2 => Just(Field::Lock),
+        1 => (0u8..4).prop_map(Field::SlotIncarnation),
+        1 => (0u8..4).prop_map(Field::SlotPid),
+        6 => (0u8..12).prop_map(Field::State),
+        1 => (0u8..40).prop_map(Field::SlBitmap),
+        3 => any::<Index>().prop_map(Field::Head),
+        3 => (0u8..4, 0u8..6).prop_map(|(r, p)| Field::Root(r, p)),
+    ]
+}
+
+/// (offset in the file, width in bytes) of a field.
+fn locate(f: &Field, bytes: &[u8]) -> (u64, usize) {
+    const ID: [(u64, usize); 12] = [
+        (0, 8),
+        (8, 4),
+        (12, 4),
+        (16, 4),
+        (20, 4),
+        (24, 4),
+        (28, 4),
+        (32, 4),
+        (36, 4),
+        (40, 8),
+        (48, 8),
+        (56, 8),
+    ];
+    let st = |o: usize| STATE_OFFSET + o as u64;
+    match *f {
+        Field::Identity(i, _) => ID[usize::from(i)],
+        Field::Lock => (LOCK_OFFSET, 4),
+        Field::SlotIncarnation(i) => (SLOTS_OFFSET + 8 * u64::from(i), 4),
+        Field::SlotPid(i) => (SLOTS_OFFSET + 8 * u64::from(i) + 4, 4),
+        Field::State(i) => {
+            let intent = offset_of!(State, intent);
+            let fields = [
+                offset_of!(State, capacity),
+                offset_of!(State, generation),
+                intent + offset_of!(Intent, op),
+                intent + offset_of!(Intent, block),
+                intent + offset_of!(Intent, arg),
+                intent + offset_of!(Intent, arg2),
+                offset_of!(State, used_bytes),
+                offset_of!(State, used_blocks),
+                offset_of!(State, free_bytes),
+                offset_of!(State, free_blocks),
+                offset_of!(State, flags),
+                offset_of!(State, fl_bitmap),
+            ];
+            (st(fields[usize::from(i)]), 8)
+        }
+        Field::SlBitmap(i) => (st(offset_of!(State, sl_bitmap) + 4 * usize::from(i)), 4),
+        Field::Head(ix) => {
+            let heads = st(offset_of!(State, heads));
+            let n = (HEADER_SIZE - heads) / 8;
+            let nonempty: Vec<u64> = (0..n)
+                .filter(|k| read_word(bytes, heads + 8 * k, 8) != 0)
+                .collect();
+            let k = if nonempty.is_empty() {
+                ix.index(n as usize) as u64
+            } else {
+                nonempty[ix.index(nonempty.len())]
+            };
+            (heads + 8 * k, 8)
+        }
+        Field::Root(r, part) => {
+            let base = offset_of!(State, roots) + std::mem::size_of::<Root>() * usize::from(r);
+            let (o, w) = match part {
+                0 => (offset_of!(Root, name), 8),
+                1 => (offset_of!(Root, size), 4),
+                2 => (offset_of!(Root, align), 4),
+                3 => (offset_of!(Root, type_hash), 8),
+                4 => (offset_of!(Root, offset), 8),
+                _ => (offset_of!(Root, reserved), 8),
+            };
+            (st(base + o), w)
+        }
+    }
+}
+
+fn read_word(bytes: &[u8], at: u64, width: usize) -> u64 {
+    let at = at as usize;
+    if at + width > bytes.len() {
+        return 0;
+    }
+    let mut b = [0u8; 8];
+    b[..width].copy_from_slice(&bytes[at..at + width]);
+    u64::from_le_bytes(b)
+}
+
+fn write_word(bytes: &mut [u8], at: u64, width: usize, v: u64) {
+    let at = at as usize;
+    if at + width <= bytes.len() {
+        bytes[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
+    }
+}
+
+/// A block size for a header rewritten with a valid tag.
+#[derive(Clone, Debug)]
+enum HSize {
+    Zero,
+    Tiny(u8),
+    Original(i8),
+    ToSentinel,
+    PastSentinel(u8),
+    ToFileEnd,
+    Huge,
+    Random(u64),
+}
+
+/// Which word of a block to overwrite raw.
+#[derive(Clone, Debug)]
+enum Word {
+    Header,
+    Next,
+    Prev,
+    Footer,
+    Payload(u8),
+}
+
+/// A new length for the file.
+#[derive(Clone, Debug)]
+enum Len {
+    Minus(u16),
+    HeaderMinusOne,
+    MinCapacity(i8),
+    CapacityMinusPage,
+    /// Cut through block `.0`, `.1`/256 of the way in.
+    InBlock(Index, u8),
+    Anywhere(Index),
+}
+
+/// One corruption of the image.
+#[derive(Clone, Debug)]
+enum Corruption {
+    Set(Field, Value),
+    /// Rewrite a block header (or the sentinel) with a valid tag.
+    Header(Index, HSize, u8),
+    /// Overwrite a word of a block raw.
+    BlockWord(Index, Word, Value),
+    FlipBit(Index, u8),
+    FlipHeaderBit(Index, u8),
+    Truncate(Len),
+    Extend(u16),
+}
+
+fn corruption() -> impl Strategy<Value = Corruption> {
+    let hsize = prop_oneof![
+        Just(HSize::Zero),
+        (1u8..4).prop_map(HSize::Tiny),
+        (-4i8..=4).prop_map(HSize::Original),
+        Just(HSize::ToSentinel),
+        (0u8..4).prop_map(HSize::PastSentinel),
+        Just(HSize::ToFileEnd),
+        Just(HSize::Huge),
+        any::<u64>().prop_map(HSize::Random),
+    ];
+    let word = prop_oneof![
+        Just(Word::Header),
+        Just(Word::Next),
+        Just(Word::Prev),
+        Just(Word::Footer),
+        (0u8..4).prop_map(Word::Payload),
+    ];
+    let len = prop_oneof![
+        1 => (1u16..4096).prop_map(Len::Minus),
+        1 => Just(Len::HeaderMinusOne),
+        1 => (-1i8..=1).prop_map(Len::MinCapacity),
+        1 => Just(Len::CapacityMinusPage),
+        2 => (any::<Index>(), any::<u8>()).prop_map(|(i, f)| Len::InBlock(i, f)),
+        1 => any::<Index>().prop_map(Len::Anywhere),
+    ];
+    prop_oneof![
+        8 => (field(), value()).prop_map(|(f, v)| Corruption::Set(f, v)),
+        4 => (any::<Index>(), hsize, 0u8..4).prop_map(|(b, s, f)| Corruption::Header(b, s, f)),
+        3 => (any::<Index>(), word, value()).prop_map(|(b, w, v)| Corruption::BlockWord(b, w, v)),
+        2 => (any::<Index>(), 0u8..8).prop_map(|(i, b)| Corruption::FlipBit(i, b)),
+        2 => (any::<Index>(), 0u8..8).prop_map(|(i, b)| Corruption::FlipHeaderBit(i, b)),
+        1 => len.prop_map(Corruption::Truncate),
+        1 => (1u16..12288).prop_map(Corruption::Extend),
+    ]
+}
+
+fn fix_checksum(bytes: &mut [u8]) {
+    let end = offset_of!(Identity, checksum);
+    let sum = mapheap::format::fnv1a(&bytes[..end]);
+    bytes[end..end + 8].copy_from_slice(&sum.to_le_bytes());
+}
+
+fn corrupt(img: &Image, cs: &[Corruption]) -> Vec<u8> {
+    let mut bytes = img.bytes.clone();
+    for c in cs {
+        let ctx = Ctx {
+            capacity: img.capacity,
+            len: bytes.len() as u64,
+            blocks: &img.blocks,
+        };
+        match c {
+            Corruption::Set(f, v) => {
+                let (at, w) = locate(f, &bytes);
+                let orig = read_word(&bytes, at, w);
+                write_word(&mut bytes, at, w, v.resolve(&ctx, orig));
+                if let Field::Identity(i, true) = f {
+                    if *i != 10 && bytes.len() >= 64 {
+                        fix_checksum(&mut bytes);
+                    }
+                }
+            }
+            Corruption::Header(b, s, flags) => {
+                let (o, size) = img.blocks[b.index(img.blocks.len())];
+                let to_sentinel = img.capacity - 8 - o;
+                let new = match *s {
+                    HSize::Zero => 0,
+                    HSize::Tiny(k) => 8 * u64::from(k),
+                    HSize::Original(d) => size.saturating_add_signed(i64::from(d) * 8),
+                    HSize::ToSentinel => to_sentinel,
+                    HSize::PastSentinel(k) => to_sentinel + 8 * (u64::from(k) + 1),
+                    HSize::ToFileEnd => ctx.len.saturating_sub(o),
+                    HSize::Huge => 1 << 47,
+                    HSize::Random(v) => v,
+                } & ((1 << 48) - 8);
+                let word = block::encode(o, new, u64::from(*flags & 3));
+                write_word(&mut bytes, o, 8, word);
+            }
+            Corruption::BlockWord(b, w, v) => {
+                let (o, size) = img.blocks[b.index(img.blocks.len())];
+                let at = match w {
+                    Word::Header => o,
+                    Word::Next => o + 8,
+                    Word::Prev => o + 16,
+                    Word::Footer => (o + size).saturating_sub(8).max(o),
+                    Word::Payload(k) => o + 8 + 8 * u64::from(*k),
+                };
+                let orig = read_word(&bytes, at, 8);
+                write_word(&mut bytes, at, 8, v.resolve(&ctx, orig));
+            }
+            Corruption::FlipBit(i, bit) => {
+                if !bytes.is_empty() {
+                    let at = i.index(bytes.len());
+                    bytes[at] ^= 1 << bit;
+                }
+            }
+            Corruption::FlipHeaderBit(i, bit) => {
+                // The header's live part: identity, lock, slots, state up to the heads of
+                // the small classes.
+                let n = bytes.len().min(4352 + 8 * 64);
+                if n > 0 {
+                    let at = i.index(n);
+                    bytes[at] ^= 1 << bit;
+                }
+            }
+            Corruption::Truncate(l) => {
+                let len = bytes.len() as u64;
+                let to = match *l {
+                    Len::Minus(k) => len.saturating_sub(u64::from(k)),
+                    Len::HeaderMinusOne => HEADER_SIZE - 1,
+                    Len::MinCapacity(d) => MIN_CAPACITY.saturating_add_signed(i64::from(d)),
+                    Len::CapacityMinusPage => img.capacity - PAGE,
+                    Len::InBlock(b, f) => {
+                        let (o, size) = img.blocks[b.index(img.blocks.len())];
+                        o + 16 + size * u64::from(f) / 256
+                    }
+                    Len::Anywhere(i) => i.index(len as usize) as u64,
+                };
+                bytes.truncate(to.min(len) as usize);
+            }
+            Corruption::Extend(n) => bytes.resize(bytes.len() + usize::from(*n), 0),
+        }
+    }
+    bytes
+}
+
+// ---- the property ---------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+struct Case {
+    recipe: Recipe,
+    corruptions: Vec<Corruption>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (recipe(), prop::collection::vec(corruption(), 1..=5)).prop_map(|(recipe, corruptions)| Case {
+        recipe,
+        corruptions,
+    })
+}
+
+fn child_deadline() -> Duration {
+    std::env::var(common::CHILD_TIMEOUT_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(5), Duration::from_secs)
+}
+
+/// Builds the image, corrupts it, and puts it through the entry points in a child process
+/// (with `mutant` switched on there, if given).
+fn corrupt_case(c: &Case, mutant: Option<&str>) -> Result<(), TestCaseError> {
+    let dir = common::tempdir();
+    let base = dir.path().join("valid.heap");
+    let img = build_image(&c.recipe, &base).map_err(|e| common::fail(format!("build: {e}")))?;
+    let bytes = corrupt(&img, &c.corruptions);
+    let path: PathBuf = dir.path().join("corrupt.heap");
+    std::fs::write(&path, &bytes).map_err(common::fail)?;
+    let mut env = vec![
+        (common::CHILD_ENV, "corrupt".to_string()),
+        (IMAGE_ENV, path.display().to_string()),
+    ];
+    if let Some(m) = mutant {
+        env.push(("MAPHEAP_MUTANT", m.to_string()));
+    }
+    let run = run_child(CHILD_TEST, &env, child_deadline());
+    match run.end {
+        ChildEnd::Exited(0) => Ok(()),
+        _ => Err(common::fail(run.describe())),
+    }
+}
+
+#[test]
+fn corrupt_image_property_open_and_check_never_crash() {
+    assert_property(
+        "corrupt_image",
+        common::config(2048, REGRESSIONS),
+        &case(),
+        |c| corrupt_case(&c, None),
+    );
+}
+
+/// The child's entry point (`MAPHEAP_PROP_CHILD=corrupt`: put the image named by
+/// `MAPHEAP_CORRUPT_IMAGE` through the entry points and exit 0, or 1 on a broken guarantee;
+/// a panic exits 101). Run as a plain test, it checks that valid images, including a
+/// snapshot taken under the lock, pass every entry point with a clean report.
+#[test]
+fn valid_images_pass_every_entry_point() {
+    if child_role().as_deref() == Some("corrupt") {
+        mutant::init_from_env();
+        let path = std::env::var(IMAGE_ENV).expect("MAPHEAP_CORRUPT_IMAGE");
+        common::entry::guard_reservation();
+        match common::entry::exercise(Path::new(&path)) {
+            Ok(x) => {
+                eprintln!("ok: {x:?}");
+                std::process::exit(0)
+            }
+            Err(v) => {
+                eprintln!("VIOLATION: {v}");
+                std::process::exit(1)
+            }
+        }
+    }
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for k in 0..12 {
+        let mut r = recipe().new_tree(&mut runner).expect("recipe").current();
+        r.held = k % 2 == 1;
+        let dir = common::tempdir();
+        let path = dir.path().join("valid.heap");
+        let img = build_image(&r, &path).expect("valid image");
+        let copy = dir.path().join("copy.heap");
+        std::fs::write(&copy, &img.bytes).unwrap();
+        let x = common::entry::exercise(&copy)
+            .unwrap_or_else(|v| panic!("broken guarantee on the valid image of {r:?}: {v}"));
+        assert!(x.opened, "{r:?}: {x:?}");
+        assert_eq!(x.clean, Some(true), "{r:?}: {x:?}");
+        assert!(x.errors.is_empty(), "{r:?}: {x:?}");
+    }
+}
+
+/// The isolation itself: a child that faults, aborts or hangs is a failing case, never a
+/// dead test binary or a stuck run.
+#[test]
+fn child_isolation_turns_faults_and_hangs_into_failures() {
+    match child_role().as_deref() {
+        Some("segv") => {
+            // A read of reserved, inaccessible address space: a real fault.
+            let r = common::Reservation::new(4096);
+            // SAFETY: deliberately faulting in this child process (the page is PROT_NONE).
+            let b = unsafe { std::ptr::read_volatile(r.base() as *const u8) };
+            std::process::exit(i32::from(b))
+        }
+        Some("bus") => {
+            // A read of a mapped page past the end of its file: a real SIGBUS.
+            let f = tempfile::tempfile().expect("temp file");
+            f.set_len(4096).expect("size");
+            use std::os::fd::AsRawFd;
+            // SAFETY: maps two pages of a one-page file, then deliberately reads the second
+            // page, which has no file behind it; this child process dies of it.
+            let b = unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    8192,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    f.as_raw_fd(),
+                    0,
+                );
+                assert_ne!(p, libc::MAP_FAILED);
+                std::ptr::read_volatile(p.cast::<u8>().add(4096))
+            };
+            std::process::exit(i32::from(b))
+        }
+        Some("hang") => loop {
+            std::thread::sleep(Duration::from_secs(1));
+        },
+        Some(_) => std::process::exit(0),
+        None => {}
+    }
+    let name = "child_isolation_turns_faults_and_hangs_into_failures";
+    let run = |role: &str, t: u64| {
+        run_child(
+            name,
+            &[(common::CHILD_ENV, role.to_string())],
+            Duration::from_secs(t),
+        )
+    };
+    assert_eq!(run("segv", 20).end, ChildEnd::Signaled(libc::SIGSEGV));
+    assert_eq!(run("bus", 20).end, ChildEnd::Signaled(libc::SIGBUS));
+    assert_eq!(run("hang", 1).end, ChildEnd::TimedOut);
+    assert_eq!(run("exit", 20).end, ChildEnd::Exited(0));
+}
+
+#[test]
+fn mutant_trust_capacity_is_caught_by_corrupt_image_property() {
+    const SEED: u64 = 0x5eed_0004;
+    const CASES: u32 = 64;
+    let out = run_property(common::mutant_config(CASES, SEED), &case(), |c| {
+        corrupt_case(&c, Some("TrustCapacity"))
+    });
+    assert_caught("TrustCapacity", "corrupt_image", &out);
+    let control = run_property(common::mutant_config(CASES, SEED), &case(), |c| {
+        corrupt_case(&c, None)
+    });
+    assert!(
+        control.result.is_ok(),
+        "the same run without the mutant must pass: {:?}",
+        control.result
+    );
+}
