@@ -584,7 +584,7 @@ impl<'a> Arena<'a> {
             }
             INTENT_GROW if self.state_mut().capacity == intent.arg2 && intent.arg < intent.arg2 => {
                 let s = intent.block;
-                if s == intent.arg - BLOCK_HEADER {
+                if Some(s) == intent.arg.checked_sub(BLOCK_HEADER) {
                     if let Ok(h) = self.header(s) {
                         if h.size == 0 {
                             self.set_header(intent.arg2 - BLOCK_HEADER, 0, 0)?;
