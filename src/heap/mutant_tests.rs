@@ -321,7 +321,12 @@ fn mutant_no_align_rounding_is_caught_by_alignment() {
     let (_d, _p, heap) = fresh(256 << 10);
     let mut g = heap.lock().unwrap();
     let aligned = |g: &mut HeapGuard<'_>| {
-        (0..8).all(|i| g.alloc_bytes(24 + i * 40, 4096).unwrap().raw() % 4096 == 0)
+        (0..8).all(|i| {
+            g.alloc_bytes(24 + i * 40, 4096)
+                .unwrap()
+                .raw()
+                .is_multiple_of(4096)
+        })
     };
     assert!(aligned(&mut g));
     assert!(!with(Mutant::NoAlignRounding, || aligned(&mut g)));
