@@ -364,7 +364,7 @@ fn mutant_wrong_base_is_caught_by_remap_property() {
         v
     };
     let _serial = serial();
-    let run = run_child(NAME, &env(Some("WrongBase")), common::child_timeout() * 6);
+    let run = run_child(NAME, &env(Some("WrongBase")), common::child_timeout() * 3);
     // Cases up to the first failure; a fault before any failure ends the count.
     let cases = run
         .stderr
@@ -372,23 +372,23 @@ fn mutant_wrong_base_is_caught_by_remap_property() {
         .take_while(|l| *l != "CASE FAILED")
         .filter(|l| *l == "CASE")
         .count();
-    match run.end {
-        common::ChildEnd::Exited(0) => panic!(
+    // Any end but a pass is a catch: a failed case (exit 3), a fault (the first mapping is
+    // gone after the growth in (d)), an abort (writes through it landed in reused memory)
+    // or even a hang (the same, in the allocator's own locks).
+    if run.end == common::ChildEnd::Exited(0) {
+        panic!(
             "mutant WrongBase survived the remap property: {}",
             run.describe()
-        ),
-        common::ChildEnd::Exited(3) | common::ChildEnd::Signaled(_) => {
-            let first = run
-                .stderr
-                .lines()
-                .find(|l| l.starts_with("FAILED"))
-                .map(|l| l.chars().take(300).collect::<String>())
-                .unwrap_or_else(|| format!("{:?}", run.end));
-            eprintln!("mutant WrongBase caught by remap_graph at case {cases}: {first}");
-        }
-        _ => panic!("the WrongBase child ended oddly: {}", run.describe()),
+        );
     }
-    let control = run_child(NAME, &env(None), common::child_timeout() * 6);
+    let first = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("FAILED"))
+        .map(|l| l.chars().take(300).collect::<String>())
+        .unwrap_or_else(|| format!("{:?}", run.end));
+    eprintln!("mutant WrongBase caught by remap_graph at case {cases}: {first}");
+    let control = run_child(NAME, &env(None), common::child_timeout() * 3);
     assert_eq!(
         control.end,
         common::ChildEnd::Exited(0),
