@@ -55,25 +55,32 @@ impl CrashPoint {
 #[cfg(feature = "mutants")]
 mod imp {
     use super::CrashPoint;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
     static POINT: AtomicU32 = AtomicU32::new(0);
     static COUNTDOWN: AtomicU32 = AtomicU32::new(0);
+    /// Set once any point was armed: until then `hit` is one load of a global.
+    static EVER: AtomicBool = AtomicBool::new(false);
     thread_local! {
         static UNWIND_AT: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
     }
 
     pub fn arm_unwind(point: Option<CrashPoint>, nth: u32) {
+        EVER.store(true, Ordering::Relaxed);
         UNWIND_AT.with(|c| c.set((point.map_or(0, |p| p as u32), nth.max(1))));
     }
 
     pub fn arm(point: Option<CrashPoint>, nth: u32) {
+        EVER.store(true, Ordering::Relaxed);
         COUNTDOWN.store(nth.max(1), Ordering::Relaxed);
         POINT.store(point.map_or(0, |p| p as u32), Ordering::Relaxed);
     }
 
     #[inline]
     pub fn hit(point: CrashPoint) {
+        if !EVER.load(Ordering::Relaxed) {
+            return;
+        }
         let (at, left) = UNWIND_AT.with(|c| c.get());
         if at == point as u32 {
             if left == 1 {

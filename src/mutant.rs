@@ -121,24 +121,36 @@ impl Mutant {
 mod imp {
     use super::Mutant;
     use std::cell::Cell;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
     static PROCESS: AtomicU32 = AtomicU32::new(0);
+    /// Set once any mutant was ever switched on in this process: until then `active` is one
+    /// load of a global, so benches built with the feature measure the real code.
+    static EVER: AtomicBool = AtomicBool::new(false);
     thread_local! {
         static THREAD: Cell<u32> = const { Cell::new(0) };
     }
 
     #[inline]
     pub fn active(m: Mutant) -> bool {
+        if !EVER.load(Ordering::Relaxed) {
+            return false;
+        }
         let id = m as u32;
         THREAD.with(|t| t.get()) == id || PROCESS.load(Ordering::Relaxed) == id
     }
 
     pub fn set_thread(m: Option<Mutant>) {
+        if m.is_some() {
+            EVER.store(true, Ordering::Relaxed);
+        }
         THREAD.with(|t| t.set(m.map_or(0, |m| m as u32)));
     }
 
     pub fn set_process(m: Option<Mutant>) {
+        if m.is_some() {
+            EVER.store(true, Ordering::Relaxed);
+        }
         PROCESS.store(m.map_or(0, |m| m as u32), Ordering::Relaxed);
     }
 }

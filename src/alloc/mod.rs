@@ -245,15 +245,19 @@ impl<'a> Arena<'a> {
         let prev = self.word(b + 16)?;
         let (fl, sl) = mapping_insert(size);
         let idx = self.checked_list(b, size, fl, sl)?;
+        // Both neighbours must point back before anything is written, so a corrupt list
+        // is refused whole instead of half-unlinked.
+        let linked = if prev != 0 {
+            self.word(prev.wrapping_add(8))? == b
+        } else {
+            self.state().heads[idx] == b
+        };
+        if !linked || (next != 0 && self.word(next.wrapping_add(16))? != b) {
+            return corrupt(b, "free-list links not symmetric");
+        }
         if prev != 0 {
-            if self.word(prev.wrapping_add(8))? != b {
-                return corrupt(b, "free-list links not symmetric");
-            }
             self.set_word(prev.wrapping_add(8), next)?;
         } else {
-            if self.state_mut().heads[idx] != b {
-                return corrupt(b, "free block not at the head of its list");
-            }
             self.state_mut().heads[idx] = next;
             if next == 0 && !active(Mutant::KeepEmptyListBit) {
                 self.state_mut().sl_bitmap[fl] &= !(1 << sl);
