@@ -329,6 +329,7 @@ impl Identity {
 }
 
 /// Checks a capacity read from the header against the file's length.
+#[inline]
 pub fn validate_capacity(capacity: u64, file_len: u64) -> Result<(), FormatError> {
     let trust = crate::mutant::active(crate::mutant::Mutant::TrustCapacity);
     let ok = (MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity)

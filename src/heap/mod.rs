@@ -22,7 +22,7 @@ pub use roots::RootInfo;
 
 use std::cell::UnsafeCell;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -128,6 +128,7 @@ extern "C" fn child_after_fork() {
     FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
 }
 
+#[inline]
 fn fork_epoch() -> u64 {
     ATFORK.call_once(|| {
         // SAFETY: registers a handler that only does an atomic add (async-signal-safe).
@@ -368,15 +369,17 @@ fn format_new(file: &File, path: &Path, size: u64, page: u64) -> Result<()> {
     Ok(())
 }
 
+#[inline]
 fn slots_of<'a>(map: &'a Mapping, file: &'a File) -> Slots<'a> {
     // SAFETY: SLOT_COUNT records at SLOTS_OFFSET lie inside the header of this live
     // mapping (asserted in `format`), 8-aligned, and every process accesses them only
-    // atomically.
+    // atomically. The descriptor is `file`'s, borrowed for as long as `file` (`borrow_raw`
+    // rather than `as_fd`, which std does not inline into the lock path).
     unsafe {
         Slots::new(
             map.base().add(SLOTS_OFFSET).cast::<SlotRecord>(),
             SLOT_COUNT,
-            file.as_fd(),
+            BorrowedFd::borrow_raw(file.as_raw_fd()),
             SLOTS_OFFSET as u64,
         )
     }

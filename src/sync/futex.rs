@@ -32,6 +32,7 @@ pub struct Futex<'a> {
 
 impl<'a> Futex<'a> {
     /// The platform for `word` (inside a shared file mapping) and its attachment table.
+    #[inline]
     pub fn new(word: &'a AtomicU32, slots: Slots<'a>, probe: Duration) -> Futex<'a> {
         Futex { word, slots, probe }
     }

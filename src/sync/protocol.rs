@@ -39,6 +39,7 @@ impl Acquired {
     }
 }
 
+#[inline(always)]
 fn acquire_order() -> Ordering {
     if active(Mutant::RelaxedAcquire) {
         Relaxed
@@ -48,6 +49,7 @@ fn acquire_order() -> Ordering {
 }
 
 /// Tries once to take a free lock.
+#[inline]
 pub fn try_lock<P: Platform>(p: &P, me: OwnerId) -> bool {
     if p.compare_exchange(0, me.raw(), acquire_order(), Relaxed)
         .is_ok()
@@ -60,6 +62,7 @@ pub fn try_lock<P: Platform>(p: &P, me: OwnerId) -> bool {
 }
 
 /// Takes the lock for `me`, sleeping while it is held, taking it over if its owner died.
+#[inline]
 pub fn lock<P: Platform>(p: &P, me: OwnerId) -> Acquired {
     match p.compare_exchange(0, me.raw(), acquire_order(), Relaxed) {
         Ok(_) => {
@@ -151,6 +154,7 @@ fn try_takeover<P: Platform>(p: &P, me: OwnerId, seen: u32) -> Option<Acquired> 
 }
 
 /// Releases the lock held by `me` and wakes one sleeper if any may sleep.
+#[inline]
 pub fn unlock<P: Platform>(p: &P, me: OwnerId) {
     let release = if active(Mutant::RelaxedRelease) {
         Relaxed

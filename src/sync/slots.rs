@@ -54,6 +54,7 @@ impl<'a> Slots<'a> {
     /// # Safety
     /// `records` must point to `count` properly aligned `SlotRecord`s in a shared mapping that
     /// stays mapped for `'a`, and their fields must only ever be accessed atomically.
+    #[inline]
     pub unsafe fn new(
         records: *mut SlotRecord,
         count: u32,
