@@ -308,7 +308,8 @@ impl<'h> HeapGuard<'h> {
         if raw == 0 {
             return Err(bad("null".into()));
         }
-        if !raw.is_multiple_of(align) {
+        // `align` is `align_of::<T>()` or 1: a power of two, so a mask (no division).
+        if raw & (align - 1) != 0 {
             return Err(bad(format!("not aligned to {align}")));
         }
         let usable = self.arena().usable_size(raw).map_err(|e| {
@@ -332,30 +333,30 @@ impl<'h> HeapGuard<'h> {
         Ok(unsafe { self.base().add(raw as usize) })
     }
 
-    /// The `T` at `off`, borrowed for as long as the guard.
-    pub fn get<T: Pod>(&self, off: Offset<T>) -> Result<&T> {
+    fn resolve_as<T>(&self, off: Offset<T>) -> Result<*mut T> {
         let p = self.resolve(
             off.raw(),
             size_of::<T>() as u64,
             align_of::<T>() as u64,
             std::any::type_name::<T>(),
         )?;
+        Ok(p.cast())
+    }
+
+    /// The `T` at `off`, borrowed for as long as the guard.
+    pub fn get<T: Pod>(&self, off: Offset<T>) -> Result<&T> {
+        let p = self.resolve_as(off)?;
         // SAFETY: `resolve` checked bounds, alignment and that the bytes are an allocated
         // payload; we hold the lock, so no other process writes them; T is Pod, so any bytes
         // are a valid T; the borrow is tied to the guard.
-        Ok(unsafe { &*p.cast::<T>() })
+        Ok(unsafe { &*p })
     }
 
     /// The `T` at `off`, mutably, for as long as the guard.
     pub fn get_mut<T: Pod>(&mut self, off: Offset<T>) -> Result<&mut T> {
-        let p = self.resolve(
-            off.raw(),
-            size_of::<T>() as u64,
-            align_of::<T>() as u64,
-            std::any::type_name::<T>(),
-        )?;
+        let p = self.resolve_as(off)?;
         // SAFETY: as in `get`; `&mut self` makes this the only live reference into the heap.
-        Ok(unsafe { &mut *p.cast::<T>() })
+        Ok(unsafe { &mut *p })
     }
 
     /// A copy of the `T` at `off`.
