@@ -75,6 +75,8 @@ pub enum Mutant {
     WrongClass,
     /// A root is handed out whatever type it was registered with.
     IgnoreRootType,
+    /// Block headers are decoded without checking their tag.
+    SkipHeaderTag,
 }
 
 impl Mutant {
@@ -109,6 +111,7 @@ impl Mutant {
         Mutant::StaleMapping,
         Mutant::WrongClass,
         Mutant::IgnoreRootType,
+        Mutant::SkipHeaderTag,
     ];
 
     /// The mutant whose `Debug` name is `name`.

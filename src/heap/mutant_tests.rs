@@ -331,3 +331,27 @@ fn mutant_bounds_off_by_one_is_caught_by_resolution() {
     assert!(g.get(too_big).is_err());
     assert!(with(Mutant::BoundsOffByOne, || g.get(too_big).is_ok()));
 }
+
+/// Bytes inside a payload that look like a used block's header (a plausible size, no
+/// flags) must not make an interior offset resolve: only the tag tells them apart.
+fn interior_offset_resolves(m: Option<Mutant>) -> bool {
+    let (_d, _p, heap) = fresh(256 << 10);
+    let mut g = heap.lock().unwrap();
+    let a = g.alloc_bytes(256, 8).unwrap();
+    g.bytes_mut(a, 256).unwrap()[8..16].copy_from_slice(&64u64.to_ne_bytes());
+    let interior = Offset::<[u8; 16]>::from_raw(a.raw() + 16);
+    let resolve = || g.get(interior).is_ok();
+    match m {
+        Some(m) => with(m, resolve),
+        None => resolve(),
+    }
+}
+
+#[test]
+fn mutant_skip_header_tag_is_caught_by_interior_offsets() {
+    assert!(!interior_offset_resolves(None));
+    assert!(
+        interior_offset_resolves(Some(Mutant::SkipHeaderTag)),
+        "header-like user bytes were refused even without the tag"
+    );
+}
