@@ -275,6 +275,9 @@ fn graph_worker() -> TestResult {
     let seed: u64 = std::env::var("SEED").ctx("SEED")?.parse().ctx("SEED")?;
     let create = std::env::var("CREATE").is_ok();
     let heap = open_at(&path, idx)?;
+    // Read the base before anyone may grow the heap: once every worker has arrived, the
+    // first to grow it moves every mapping, possibly before a slower worker looks.
+    let base = heap.lock().ctx("lock")?.base_address();
     if let Ok(n) = std::env::var("BARRIER") {
         // Nobody grows the heap (which remaps it anywhere) before everyone has mapped it at
         // its chosen address.
@@ -299,7 +302,6 @@ fn graph_worker() -> TestResult {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-    let base = heap.lock().ctx("lock")?.base_address();
     ensure!(
         base == hint(idx),
         "mapped at {base:#x}, asked for {:#x}",
