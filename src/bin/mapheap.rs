@@ -24,7 +24,7 @@ enum Cmd {
         /// Where to create it.
         path: PathBuf,
         /// Capacity, e.g. 64M, 1G, 65536.
-        #[arg(long, default_value = "64M", value_parser = parse_size)]
+        #[arg(long, default_value = "64M", value_parser = mapheap::size::parse_size)]
         size: u64,
         /// Replace an existing file.
         #[arg(long)]
@@ -57,26 +57,6 @@ enum Cmd {
     Stress(mapheap::stress::StressArgs),
     /// Run the benchmark workloads of ../shared/anchors; print key<TAB>value<TAB>unit.
     Bench(mapheap::bench::BenchArgs),
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => {
-            let m = match s[i..].to_ascii_uppercase().as_str() {
-                "K" | "KB" | "KIB" => 1u64 << 10,
-                "M" | "MB" | "MIB" => 1 << 20,
-                "G" | "GB" | "GIB" => 1 << 30,
-                "T" | "TB" | "TIB" => 1 << 40,
-                other => return Err(format!("unknown size suffix {other:?}")),
-            };
-            (&s[..i], m)
-        }
-        None => (s, 1),
-    };
-    let n: u64 = num.trim().parse().map_err(|e| format!("{s:?}: {e}"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {

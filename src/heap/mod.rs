@@ -139,7 +139,11 @@ fn fork_epoch() -> u64 {
     FORK_EPOCH.load(Ordering::Relaxed)
 }
 
-fn io_err<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
+/// Wraps an I/O error with what was being done to which file.
+pub(crate) fn io_err<'p>(
+    what: &'static str,
+    path: &'p Path,
+) -> impl FnOnce(std::io::Error) -> Error + 'p {
     move |source| Error::Io {
         what,
         path: path.to_path_buf(),

@@ -37,6 +37,7 @@ pub use report::Summary;
 use rng::Rng;
 use shm::Shared;
 
+use crate::heap::io_err;
 use crate::{CreateOptions, Error, Heap, OpenOptions, Result};
 
 /// Options of `mapheap stress`.
@@ -57,7 +58,7 @@ pub struct StressArgs {
     #[arg(long, default_value_t = 10.0)]
     pub kill_rate: f64,
     /// Initial heap capacity, e.g. 4M (the heap grows when full).
-    #[arg(long, default_value = "4M", value_parser = parse_size)]
+    #[arg(long, default_value = "4M", value_parser = crate::size::parse_size)]
     pub size: u64,
     /// Seed of every random choice (default: from the clock; printed in the summary).
     #[arg(long)]
@@ -71,33 +72,6 @@ pub struct StressArgs {
     /// Largest node payload in bytes.
     #[arg(long, default_value_t = 2048)]
     pub max_payload: u64,
-}
-
-/// Parses `4M`, `1G`, `65536`, ...
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
-    let mult: u64 = match s[split..].to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        other => return Err(format!("unknown size suffix {other:?}")),
-    };
-    let n: u64 = s[..split]
-        .trim()
-        .parse()
-        .map_err(|e| format!("{s:?}: {e}"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-fn io_err<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
-    move |source| Error::Io {
-        what,
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 fn bad_arg(size: u64, why: &'static str) -> Error {
