@@ -262,6 +262,7 @@ fn open_at(path: &Path, i: u64) -> Result<Heap, String> {
     let opts = OpenOptions {
         probe_interval: Duration::from_millis(3),
         map_at: Some(at),
+        ..OpenOptions::default()
     };
     Heap::open_with(path, &opts).ctx("open at a chosen address")
 }

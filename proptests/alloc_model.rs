@@ -247,7 +247,7 @@ struct Sut {
 fn opts() -> OpenOptions {
     OpenOptions {
         probe_interval: Duration::from_millis(1),
-        map_at: None,
+        ..OpenOptions::default()
     }
 }
 

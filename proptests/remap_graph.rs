@@ -74,7 +74,7 @@ fn case(max_nodes: usize) -> impl Strategy<Value = Case> {
 fn opts() -> OpenOptions {
     OpenOptions {
         probe_interval: Duration::from_millis(1),
-        map_at: None,
+        ..OpenOptions::default()
     }
 }
 

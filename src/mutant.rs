@@ -77,6 +77,8 @@ pub enum Mutant {
     IgnoreRootType,
     /// Block headers are decoded without checking their tag.
     SkipHeaderTag,
+    /// An allocation grows the heap past `OpenOptions::grow_limit`.
+    GrowPastLimit,
 }
 
 impl Mutant {
@@ -112,6 +114,7 @@ impl Mutant {
         Mutant::WrongClass,
         Mutant::IgnoreRootType,
         Mutant::SkipHeaderTag,
+        Mutant::GrowPastLimit,
     ];
 
     /// The mutant whose `Debug` name is `name`.

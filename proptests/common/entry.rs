@@ -42,7 +42,7 @@ pub struct Exercised {
 pub fn options() -> OpenOptions {
     OpenOptions {
         probe_interval: Duration::from_millis(1),
-        map_at: None,
+        ..OpenOptions::default()
     }
 }
 

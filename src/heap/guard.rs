@@ -227,8 +227,49 @@ impl<'h> HeapGuard<'h> {
     // ---- allocation -------------------------------------------------------------------
 
     /// Allocates `len` bytes aligned to `align` (a power of two up to the page size).
+    /// With `OpenOptions::grow_limit`, a request that finds no room grows the heap first.
     pub fn alloc_bytes(&mut self, len: u64, align: u64) -> Result<Offset<u8>> {
-        Ok(Offset::from_raw(self.arena_mut().alloc(len, align)?))
+        match self.arena_mut().alloc(len, align) {
+            Ok(off) => Ok(Offset::from_raw(off)),
+            Err(AllocError::OutOfSpace { .. }) if self.heap.grow_limit.is_some() => {
+                self.grow_for(len, align)?;
+                Ok(Offset::from_raw(self.arena_mut().alloc(len, align)?))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Grows toward `grow_limit` so that a request of `len` bytes aligned to `align` fits
+    /// in the new space alone: to twice the capacity, or further if the request needs it.
+    #[cold]
+    fn grow_for(&mut self, len: u64, align: u64) -> Result<()> {
+        let page = u64::from(self.heap.page_size);
+        let limit = if active(Mutant::GrowPastLimit) {
+            u64::MAX / page * page
+        } else {
+            self.heap.grow_limit.unwrap_or(0) / page * page
+        };
+        let cap = self.capacity();
+        // The new space becomes one free block (merged with a free last block); TLSF finds
+        // a block for a request in the class above `len + header + alignment slack`, so
+        // leave room for twice that.
+        let need = len
+            .saturating_add(align)
+            .saturating_add(format::MIN_BLOCK)
+            .saturating_mul(2);
+        let want = cap
+            .saturating_mul(2)
+            .max(cap.saturating_add(need))
+            .min(limit);
+        if want <= cap {
+            return Err(AllocError::OutOfSpace {
+                requested: len,
+                align,
+                capacity: cap,
+            }
+            .into());
+        }
+        self.grow(want)
     }
 
     /// Allocates room for a `T` and moves `value` into it.

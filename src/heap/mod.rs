@@ -71,6 +71,10 @@ pub struct OpenOptions {
     /// Map the file at this address with MAP_FIXED (the caller must own the range, e.g. a
     /// PROT_NONE reservation of at least the file's length). Growth later maps anywhere.
     pub map_at: Option<NonNull<u8>>,
+    /// If set, an allocation that finds no room grows the heap (doubling its capacity, or
+    /// more if the request needs it) up to this many bytes before it reports `OutOfSpace`.
+    /// `None` (the default): allocations never grow the heap; call `HeapGuard::grow`.
+    pub grow_limit: Option<u64>,
 }
 
 impl Default for OpenOptions {
@@ -78,6 +82,7 @@ impl Default for OpenOptions {
         OpenOptions {
             probe_interval: DEFAULT_PROBE_INTERVAL,
             map_at: None,
+            grow_limit: None,
         }
     }
 }
@@ -104,6 +109,7 @@ pub struct Heap {
     fork_epoch: u64,
     page_size: u32,
     probe: Duration,
+    grow_limit: Option<u64>,
     /// The header page, mapped once for the handle's life: the lock word and the
     /// attachment table stay at one address however often the arena is remapped, so
     /// threads can wait on the word while the holder remaps.
@@ -278,6 +284,7 @@ impl Heap {
             fork_epoch: epoch,
             page_size: page,
             probe: opts.probe_interval,
+            grow_limit: opts.grow_limit,
             header,
             local: LocalCell(UnsafeCell::new(Local { map, generation: 0 })),
             recovered_at_open: None,

@@ -355,3 +355,33 @@ fn mutant_skip_header_tag_is_caught_by_interior_offsets() {
         "header-like user bytes were refused even without the tag"
     );
 }
+
+/// The capacity at which allocations stop growing a heap opened with a 256 KiB limit.
+fn capacity_when_growth_stops(m: Option<Mutant>) -> u64 {
+    let (_d, path, heap) = fresh(64 << 10);
+    drop(heap);
+    let opts = OpenOptions {
+        grow_limit: Some(256 << 10),
+        ..OpenOptions::default()
+    };
+    let heap = Heap::open_with(&path, &opts).unwrap();
+    let mut g = heap.lock().unwrap();
+    let fill = |g: &mut HeapGuard<'_>| {
+        for _ in 0..400 {
+            if g.alloc_bytes(1000, 8).is_err() {
+                break;
+            }
+        }
+    };
+    match m {
+        Some(m) => with(m, || fill(&mut g)),
+        None => fill(&mut g),
+    }
+    g.capacity()
+}
+
+#[test]
+fn mutant_grow_past_limit_is_caught_by_the_limit() {
+    assert!(capacity_when_growth_stops(None) <= 256 << 10);
+    assert!(capacity_when_growth_stops(Some(Mutant::GrowPastLimit)) > 256 << 10);
+}

@@ -410,3 +410,41 @@ fn mutant_free_without_coalesce_is_caught_by_check() {
         "{report:?}"
     );
 }
+
+#[test]
+fn allocations_grow_the_heap_up_to_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.heap");
+    drop(Heap::create(&path, 64 << 10).unwrap());
+    let limit = (1 << 20) + 100; // not page-aligned: growth stays below it
+    let opts = OpenOptions {
+        grow_limit: Some(limit),
+        ..OpenOptions::default()
+    };
+    let heap = Heap::open_with(&path, &opts).unwrap();
+    let mut g = heap.lock().unwrap();
+    let big = g.alloc_bytes(300 << 10, 4096).unwrap();
+    assert!(g.capacity() > 64 << 10, "a large request grew the heap");
+    g.bytes_mut(big, 300 << 10).unwrap().fill(7);
+    let mut n = 0u64;
+    loop {
+        match g.alloc_bytes(1000, 8) {
+            Ok(_) => n += 1,
+            Err(Error::Alloc(AllocError::OutOfSpace { capacity, .. })) => {
+                assert!(capacity <= limit && capacity > (1 << 20) - 4096);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(n > 600, "only {n} small blocks fit");
+    assert!(g.bytes(big, 300 << 10).unwrap().iter().all(|&b| b == 7));
+    assert!(g.check().is_clean());
+    drop(g);
+    // Without a limit the same request is refused instead.
+    let strict = Heap::open(&path).unwrap();
+    assert!(matches!(
+        strict.lock().unwrap().alloc_bytes(2 << 20, 8),
+        Err(Error::Alloc(AllocError::OutOfSpace { .. }))
+    ));
+}
