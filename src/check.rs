@@ -216,7 +216,9 @@ pub fn check(arena: &Arena<'_>) -> Report {
         prev = Some(*b);
     }
     report.free_blocks = free.len() as u64;
-    if blocks.len() as u64 == report.blocks && prev.is_some() {
+    // The sentinel's PREV_FREE bit speaks of the last block only if the walk reached it.
+    let chain_whole = !v.iter().any(|x| matches!(x, Violation::Chain { .. }));
+    if chain_whole && prev.is_some() {
         let last_free = prev.is_some_and(|p| p.header.is_free());
         if let Ok(sh) = arena.header(arena.sentinel()) {
             if sh.prev_free() != last_free {
@@ -309,7 +311,7 @@ pub fn check(arena: &Arena<'_>) -> Report {
     );
 
     // Counters: A7 (only meaningful on a whole chain).
-    if !v.iter().any(|x| matches!(x, Violation::Chain { .. })) {
+    if chain_whole {
         for (name, recorded, counted) in [
             ("used_bytes", st.used_bytes, used_bytes),
             ("used_blocks", st.used_blocks, used_blocks),
@@ -329,7 +331,6 @@ pub fn check(arena: &Arena<'_>) -> Report {
     // Roots: R1. The header in front of a root must be a used block on the chain, not just
     // a word that decodes as one: a stale header left inside a free block (or inside another
     // block) decodes too, and resolution cannot tell it apart without walking the chain.
-    let chain_whole = !v.iter().any(|x| matches!(x, Violation::Chain { .. }));
     let used_on_chain: std::collections::HashSet<u64> = blocks
         .iter()
         .filter(|b| !b.header.is_free())

@@ -195,16 +195,10 @@ impl<'h> HeapGuard<'h> {
         }
     }
 
+    /// The arena for changes: `&mut self` guarantees no reference handed out by this guard
+    /// is alive. (`arena` is for reading; only this one may be used to change the heap.)
     pub(super) fn arena_mut(&mut self) -> Arena<'_> {
-        // SAFETY: as in `arena`; `&mut self` guarantees no reference handed out by this
-        // guard is alive.
-        unsafe {
-            Arena::new(
-                self.local.map.base(),
-                self.local.map.len(),
-                u64::from(self.heap.page_size),
-            )
-        }
+        self.arena()
     }
 
     /// `Some` if the previous owner died holding the lock and the heap was repaired.

@@ -406,8 +406,6 @@ impl Drop for Heap {
     }
 }
 
-const _: () = assert!(HEADER_SIZE as usize > STATE_OFFSET);
-
 /// Times `iters` bare lock+unlock pairs of the protocol on this heap's word and slot
 /// (after 10k warm-up pairs), in ns per pair: the figure `mapheap bench` and the criterion
 /// bench compare with the anchors' futex mutex.
