@@ -17,9 +17,11 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::heap::{CreateOptions, Heap};
 use crate::offset::Offset;
+use crate::stress::procs::{self, mono_ns};
+use crate::stress::shm::Shared;
 
 /// Options of `mapheap bench`.
 #[derive(Debug, clap::Args)]
@@ -57,14 +59,6 @@ fn emit(key: &str, v: f64, unit: &str) {
     println!("{key}\t{v:.9}\t{unit}");
 }
 
-fn now_ns() -> u64 {
-    // SAFETY: all-zero is a valid timespec and clock_gettime writes only into it.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// The anchors' generator: splitmix64.
 pub fn splitmix64(s: &mut u64) -> u64 {
     *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -82,23 +76,6 @@ struct Ctl {
     t1: [AtomicU64; 16],
 }
 
-fn shared_ctl() -> &'static Ctl {
-    // SAFETY: a fresh anonymous shared mapping, zero-filled; Ctl holds only atomics, for
-    // which all-zero is valid; it is never unmapped, so 'static holds.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            std::mem::size_of::<Ctl>(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        assert!(p != libc::MAP_FAILED, "mmap of the control page failed");
-        &*(p as *const Ctl)
-    }
-}
-
 fn barrier(ctl: &Ctl, n: u32) {
     ctl.ready.fetch_add(1, Ordering::AcqRel);
     while ctl.ready.load(Ordering::Acquire) < n {
@@ -108,30 +85,32 @@ fn barrier(ctl: &Ctl, n: u32) {
 
 /// Forks `n` children running `f(i)`, waits for all, and returns the aggregate interval
 /// (latest end - earliest start) and the overlap fraction.
-fn fork_all(n: usize, f: impl Fn(usize, &Ctl)) -> (u64, f64) {
-    let ctl = shared_ctl();
-    let mut pids = Vec::new();
-    for i in 0..n {
-        // SAFETY: the bench command is single-threaded when it forks; the child runs `f`
-        // and leaves with _exit, never returning into the parent's code.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(i, ctl))).is_ok();
-            // SAFETY: leaving the child without running the parent's destructors.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+fn fork_all(n: usize, f: impl Fn(usize, &Ctl)) -> Result<(u64, f64)> {
+    let io = |what: &'static str| {
+        move |source| Error::Io {
+            what,
+            path: "(bench children)".into(),
+            source,
         }
-        pids.push(pid);
-    }
-    for pid in pids {
-        let mut st = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut st, 0) };
-        assert!(
-            libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
-            "bench child failed (status {st:#x})"
-        );
-    }
+    };
+    // SAFETY: `Ctl` holds only atomics, for which all-zero is valid, shared across the
+    // fork as intended.
+    let ctl = unsafe { Shared::<Ctl>::zeroed() }.map_err(io("map the control page"))?;
+    let pids = (0..n)
+        .map(|i| {
+            procs::fork_child(|| {
+                f(i, &ctl);
+                0
+            })
+        })
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(io("fork"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    let exits = procs::reap_all(&pids, deadline).map_err(io("reap"))?;
+    assert!(
+        exits.iter().all(|e| e.ok()),
+        "a bench child failed: {exits:?}"
+    );
     let t0: Vec<u64> = (0..n).map(|i| ctl.t0[i].load(Ordering::Acquire)).collect();
     let t1: Vec<u64> = (0..n).map(|i| ctl.t1[i].load(Ordering::Acquire)).collect();
     let span = t1.iter().max().unwrap() - t0.iter().min().unwrap();
@@ -140,7 +119,7 @@ fn fork_all(n: usize, f: impl Fn(usize, &Ctl)) -> (u64, f64) {
         .min()
         .unwrap()
         .saturating_sub(*t0.iter().max().unwrap());
-    (span, common as f64 / span.max(1) as f64)
+    Ok((span, common as f64 / span.max(1) as f64))
 }
 
 #[repr(C)]
@@ -165,11 +144,11 @@ fn bench_lock(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
     for _ in 0..10_000 {
         drop(heap.lock()?);
     }
-    let t0 = now_ns();
+    let t0 = mono_ns();
     for _ in 0..args.lock_iters {
         drop(heap.lock()?);
     }
-    let guard_ns = (now_ns() - t0) as f64 / args.lock_iters as f64;
+    let guard_ns = (mono_ns() - t0) as f64 / args.lock_iters as f64;
     emit("lock.uncontended.mapheap_guard", guard_ns, "ns/op");
 
     let counter = heap.lock()?.find_or_init("bench.counter", || Counter {
@@ -182,7 +161,7 @@ fn bench_lock(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
     let (span, overlap) = fork_all(nproc, |i, ctl| {
         let h = Heap::open(path).expect("child open");
         barrier(ctl, nproc as u32);
-        ctl.t0[i].store(now_ns(), Ordering::Release);
+        ctl.t0[i].store(mono_ns(), Ordering::Release);
         let me = i as u64 + 1;
         for _ in 0..n {
             let mut g = h.lock().expect("child lock");
@@ -193,8 +172,8 @@ fn bench_lock(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
                 c.handoffs += 1;
             }
         }
-        ctl.t1[i].store(now_ns(), Ordering::Release);
-    });
+        ctl.t1[i].store(mono_ns(), Ordering::Release);
+    })?;
     let c = heap.lock()?.read(counter)?;
     assert_eq!(c.count, n * nproc as u64, "contended counter is not exact");
     let ops = (n * nproc as u64) as f64;
@@ -224,7 +203,7 @@ fn alloc_workload(heap: &Heap, seed: u64, nops: u64, target: usize, per_op: bool
     } else {
         Some(heap.lock().expect("lock"))
     };
-    let t0 = now_ns();
+    let t0 = mono_ns();
     for i in 0..nops {
         let mut fresh;
         let g = match one.as_mut() {
@@ -253,7 +232,7 @@ fn alloc_workload(heap: &Heap, seed: u64, nops: u64, target: usize, per_op: bool
             g.free(p).expect("free");
         }
     }
-    let t1 = now_ns();
+    let t1 = mono_ns();
     let mut g = match one.take() {
         Some(g) => g,
         None => heap.lock().expect("lock"),
@@ -289,7 +268,7 @@ fn bench_alloc(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
         let (t0, t1) = alloc_workload(&h, 43 + i as u64, nops, target, true);
         ctl.t0[i].store(t0, Ordering::Release);
         ctl.t1[i].store(t1, Ordering::Release);
-    });
+    })?;
     emit(
         &format!("alloc.{nproc}p.mapheap"),
         (nops * nproc as u64) as f64 / (span as f64 / 1e9),
