@@ -18,6 +18,7 @@ use memmap2::{MmapMut, MmapOptions};
 
 use mapheap::fault;
 use mapheap::mutant::{self, Mutant};
+use mapheap::stress::procs::{self, Exit, Pid};
 use mapheap::sync::{lock, unlock, Acquired, CrashPoint, Futex, OwnerId, SlotRecord, Slots};
 
 /// File layout of this test (not the heap's format): the lock word, a plain counter, the
@@ -156,72 +157,16 @@ fn make_file(dir: &Path) -> PathBuf {
     path
 }
 
-/// Forks a child that runs `f` and `_exit`s with its return value (101 on a panic).
-fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
-    // SAFETY: this process is single-threaded (harness = false, no threads started), so the
-    // child may run ordinary code; it never returns into the parent's frames (it `_exit`s).
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
-        // SAFETY: `_exit` ends the child without running the parent's atexit handlers or
-        // flushing its inherited stdio buffers twice.
-        unsafe { libc::_exit(code) };
-    }
-    pid
+/// Forks a child that runs `f` and `_exit`s with its return value (101 on a panic);
+/// `stress::procs::fork_child` also refuses to fork a multi-threaded process.
+fn fork_child(f: impl FnOnce() -> i32) -> Pid {
+    procs::fork_child(f).expect("fork")
 }
 
-/// How a child ended.
-#[derive(Debug, PartialEq, Eq)]
-enum End {
-    Exited(i32),
-    Signaled(i32),
-}
-
-fn status_end(status: libc::c_int) -> End {
-    if libc::WIFEXITED(status) {
-        End::Exited(libc::WEXITSTATUS(status))
-    } else {
-        End::Signaled(libc::WTERMSIG(status))
-    }
-}
-
-/// Reaps `pids` by `deadline`; SIGKILLs and reports whatever is still running then.
-fn reap_all(pids: &[libc::pid_t], deadline: Instant) -> Result<Vec<End>, String> {
-    let mut ends: Vec<Option<End>> = pids.iter().map(|_| None).collect();
-    while ends.iter().any(Option::is_none) {
-        for (i, &pid) in pids.iter().enumerate() {
-            if ends[i].is_some() {
-                continue;
-            }
-            let mut status = 0;
-            // SAFETY: waiting for our own child; `status` is a valid out-pointer.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if r == pid {
-                ends[i] = Some(status_end(status));
-            } else if r < 0 {
-                return Err(format!(
-                    "waitpid({pid}): {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-        }
-        if Instant::now() > deadline {
-            for (i, &pid) in pids.iter().enumerate() {
-                if ends[i].is_none() {
-                    // SAFETY: killing and reaping our own unreaped child: the pid is still
-                    // ours, it cannot have been reused.
-                    unsafe {
-                        libc::kill(pid, libc::SIGKILL);
-                        libc::waitpid(pid, std::ptr::null_mut(), 0);
-                    }
-                }
-            }
-            return Err(format!("children still running at the deadline: {ends:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Ok(ends.into_iter().map(Option::unwrap).collect())
+/// Reaps `pids` by `deadline`; children still running then are SIGKILLed and reported as
+/// `Exit::TimedOut`.
+fn reap_all(pids: &[Pid], deadline: Instant) -> Result<Vec<Exit>, String> {
+    procs::reap_all(pids, deadline).map_err(|e| format!("waitpid: {e}"))
 }
 
 /// Polls `cond` until it holds or `deadline` passes.
@@ -278,7 +223,7 @@ fn contended_increments() -> Result<(), String> {
     parent.field(GO_AT).store(1, SeqCst);
     parent.increments(EACH);
     let ends = reap_all(&pids, Instant::now() + DEADLINE)?;
-    check(ends.iter().all(|e| *e == End::Exited(0)), || {
+    check(ends.iter().all(|e| *e == Exit::Code(0)), || {
         format!("children ended {ends:?} (2 = mapped at the parent's address)")
     })?;
     let want = u64::from(EACH) * u64::from(CHILDREN + 1);
@@ -379,15 +324,15 @@ fn owner_killed_holding_lock_is_recovered_once() -> Result<(), String> {
     check(!zombie_alive, || {
         "the zombie victim's slot still reads alive".into()
     })?;
-    check(victim_end == [End::Signaled(libc::SIGKILL)], || {
+    check(victim_end == [Exit::Signaled(libc::SIGKILL)], || {
         format!("victim ended {victim_end:?}, not by SIGKILL at the crash point")
     })?;
     check(
         ends.iter()
-            .all(|e| matches!(e, End::Exited(0) | End::Exited(1))),
+            .all(|e| matches!(e, Exit::Code(0) | Exit::Code(1))),
         || format!("waiters ended {ends:?} (4 = recovered from the wrong owner)"),
     )?;
-    let mut recovered = ends.iter().filter(|e| **e == End::Exited(1)).count();
+    let mut recovered = ends.iter().filter(|e| **e == Exit::Code(1)).count();
     // If the victim got the lock last, nobody recovered it yet: the parent does now.
     match lock(&pfx, parent.me) {
         Acquired::Recovered { dead } if dead == victim => recovered += 1,
