@@ -29,7 +29,9 @@ fn alloc_free(c: &mut Criterion) {
     let keep: Vec<_> = (0..1000)
         .map(|i| g.alloc_bytes(16 + i % 1000, 8).unwrap())
         .collect();
-    for size in [16u64, 256, 4000, 65536] {
+    // Size classes (src/alloc/tlsf.rs): 16 is in the linear small classes (blocks under
+    // 256 bytes), 256 and 4000 in the first logarithmic ones, 64 KiB and 1 MiB large.
+    for size in [16u64, 256, 4000, 65536, 1 << 20] {
         c.bench_function(&format!("alloc_free_{size}"), |b| {
             b.iter(|| {
                 let o = g.alloc_bytes(black_box(size), 8).unwrap();
