@@ -14,7 +14,7 @@
 //! * `alloc.1p.mapheap_onelock`: the same under a single guard (as `boost_mmf_nolock`).
 //! * `alloc.{N}p.mapheap`: N forked processes on one heap, seeds 43, 44, ...
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
@@ -50,7 +50,16 @@ pub struct BenchArgs {
     /// Processes for the multi-process figures.
     #[arg(long, default_value_t = 2)]
     pub nproc: usize,
-    /// Only these figure groups (lock, alloc); all if empty.
+    /// Live objects in the second remap figure (the first has none).
+    #[arg(long, default_value_t = 100_000)]
+    pub remap_objects: u64,
+    /// Remaps averaged per remap figure.
+    #[arg(long, default_value_t = 20)]
+    pub remap_cycles: u64,
+    /// Label of `--dir` in the remap keys, as the anchors' REMAP_DIRS labels it.
+    #[arg(long, default_value = "tmp")]
+    pub remap_label: String,
+    /// Only these figure groups (lock, alloc, remap); all if empty.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -130,17 +139,80 @@ struct Counter {
     last_owner: u64,
 }
 
-fn bench_lock(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
+/// Runs `n` contended rounds per process in `nproc` forked children, each opening the heap
+/// itself; `raw` runs the bare protocol with a counter reached through a pointer resolved
+/// once (as the anchors' mutexes do), otherwise the public guard path resolves the counter
+/// every round. Emits ops/s, handoffs per 1000 ops and overlap under `lock.{variant}.{name}`.
+fn contended(path: &Path, counter: Offset<Counter>, n: u64, nproc: usize, raw: bool) -> Result<()> {
+    let (span, overlap) = fork_all(nproc, |i, ctl| {
+        let h = Heap::open(path).expect("child open");
+        let me = i as u64 + 1;
+        let step = |c: &mut Counter| {
+            c.count += 1;
+            if c.last_owner != me {
+                c.last_owner = me;
+                c.handoffs += 1;
+            }
+        };
+        let p: *mut Counter = h
+            .lock()
+            .and_then(|mut g| g.get_mut(counter).map(|c| c as *mut Counter))
+            .expect("counter");
+        barrier(ctl, nproc as u32);
+        ctl.t0[i].store(mono_ns(), Ordering::Release);
+        if raw {
+            crate::heap::raw_lock_rounds(&h, n, || {
+                // SAFETY: `p` was resolved under a guard of this handle and stays valid:
+                // nobody grows the heap during the bench, so the mapping is never
+                // replaced; the raw lock is held while `body` runs, so no other process
+                // touches the counter, and no other reference to it is alive.
+                step(unsafe { &mut *p })
+            })
+            .expect("raw rounds");
+        } else {
+            for _ in 0..n {
+                let mut g = h.lock().expect("child lock");
+                step(g.get_mut(counter).expect("counter"));
+            }
+        }
+        ctl.t1[i].store(mono_ns(), Ordering::Release);
+    })?;
+    let heap = Heap::open(path)?;
+    let c = heap.lock()?.read(counter)?;
+    heap.lock()?.write(
+        counter,
+        Counter {
+            count: 0,
+            handoffs: 0,
+            last_owner: 0,
+        },
+    )?;
+    assert_eq!(c.count, n * nproc as u64, "contended counter is not exact");
+    let ops = (n * nproc as u64) as f64;
+    let key = format!(
+        "lock.contended{nproc}p.{}",
+        if raw { "mapheap" } else { "mapheap_guard" }
+    );
+    emit(&key, ops / (span as f64 / 1e9), "ops/s");
+    emit(
+        &format!("{key}.handoffs_per_kop"),
+        c.handoffs as f64 * 1000.0 / ops,
+        "per_kop",
+    );
+    emit(&format!("{key}.overlap"), overlap, "frac");
+    Ok(())
+}
+
+fn bench_lock(args: &BenchArgs, path: &Path) -> Result<()> {
     let mut o = CreateOptions::new(1 << 20);
     o.overwrite = true;
     let heap = Heap::create_with(path, &o)?;
     // The bare protocol on the real platform, through the heap's own word and slot.
-    {
-        let g = heap.lock()?;
-        drop(g);
-    }
-    let raw = crate::heap::raw_lock_bench(&heap, args.lock_iters);
-    emit("lock.uncontended.mapheap_raw", raw, "ns/op");
+    crate::heap::raw_lock_rounds(&heap, 10_000, || ())?;
+    let t0 = mono_ns();
+    crate::heap::raw_lock_rounds(&heap, args.lock_iters, || ())?;
+    let raw = (mono_ns() - t0) as f64 / args.lock_iters.max(1) as f64;
+    emit("lock.uncontended.mapheap", raw, "ns/op");
     for _ in 0..10_000 {
         drop(heap.lock()?);
     }
@@ -148,7 +220,7 @@ fn bench_lock(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
     for _ in 0..args.lock_iters {
         drop(heap.lock()?);
     }
-    let guard_ns = (mono_ns() - t0) as f64 / args.lock_iters as f64;
+    let guard_ns = (mono_ns() - t0) as f64 / args.lock_iters.max(1) as f64;
     emit("lock.uncontended.mapheap_guard", guard_ns, "ns/op");
 
     let counter = heap.lock()?.find_or_init("bench.counter", || Counter {
@@ -156,47 +228,76 @@ fn bench_lock(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
         handoffs: 0,
         last_owner: 0,
     })?;
-    let n = args.lock_cont_iters;
-    let nproc = args.nproc.clamp(1, 16);
-    let (span, overlap) = fork_all(nproc, |i, ctl| {
-        let h = Heap::open(path).expect("child open");
-        barrier(ctl, nproc as u32);
-        ctl.t0[i].store(mono_ns(), Ordering::Release);
-        let me = i as u64 + 1;
-        for _ in 0..n {
-            let mut g = h.lock().expect("child lock");
-            let c = g.get_mut(counter).expect("counter");
-            c.count += 1;
-            if c.last_owner != me {
-                c.last_owner = me;
-                c.handoffs += 1;
-            }
-        }
-        ctl.t1[i].store(mono_ns(), Ordering::Release);
-    })?;
-    let c = heap.lock()?.read(counter)?;
-    assert_eq!(c.count, n * nproc as u64, "contended counter is not exact");
-    let ops = (n * nproc as u64) as f64;
-    let variant = format!("contended{nproc}p");
-    emit(
-        &format!("lock.{variant}.mapheap_guard"),
-        ops / (span as f64 / 1e9),
-        "ops/s",
-    );
-    emit(
-        &format!("lock.{variant}.mapheap_guard.handoffs_per_kop"),
-        c.handoffs as f64 * 1000.0 / ops,
-        "per_kop",
-    );
-    emit(&format!("lock.{variant}.mapheap.overlap"), overlap, "frac");
     drop(heap);
+    let nproc = args.nproc.clamp(1, 16);
+    // Alternate the order with the run index, as the anchors rotate theirs.
+    let order = if args.run.is_multiple_of(2) {
+        [false, true]
+    } else {
+        [true, false]
+    };
+    for raw in order {
+        contended(path, counter, args.lock_cont_iters, nproc, raw)?;
+    }
+    assert!(
+        Heap::open(path)?.check()?.is_clean(),
+        "heap not clean after the lock figures"
+    );
     let _ = std::fs::remove_file(path);
     Ok(())
 }
 
-/// The anchors' allocator workload; `per_op` takes the lock for every operation.
-fn alloc_workload(heap: &Heap, seed: u64, nops: u64, target: usize, per_op: bool) -> (u64, u64) {
+/// What one run of the seeded workload did: the figures `bench_alloc --describe` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Workload {
+    /// Allocations made.
+    pub allocs: u64,
+    /// Blocks freed inside the loop.
+    pub frees: u64,
+    /// Bytes requested by the allocations.
+    pub bytes: u64,
+    /// XOR of every draw of the generator.
+    pub rng_xor: u64,
+}
+
+/// The anchors' workload as `bench_alloc --describe` computes it, without allocating.
+pub fn describe(seed: u64, nops: u64, target: usize) -> Workload {
+    let (mut s, mut w, mut live) = (seed, Workload::default(), 0usize);
+    for _ in 0..nops {
+        let r = splitmix64(&mut s);
+        w.rng_xor ^= r;
+        if live < target {
+            w.bytes += 16 + r % 1009;
+            w.allocs += 1;
+            live += 1;
+        } else {
+            w.frees += 1;
+            live -= 1;
+        }
+    }
+    w
+}
+
+/// `bench_alloc --describe` for the anchors' defaults (seed 42, 2M ops, 10000 live), as it
+/// printed on this machine: a port that runs another sequence is not comparable.
+pub const ANCHORS_DEFAULT_WORKLOAD: Workload = Workload {
+    allocs: 1_005_000,
+    frees: 995_000,
+    bytes: 523_028_445,
+    rng_xor: 0x6ce8_9f4b_d5ce_6e32,
+};
+
+/// The anchors' allocator workload; `per_op` takes the lock for every operation. Returns
+/// the timed interval and what the loop did.
+fn alloc_workload(
+    heap: &Heap,
+    seed: u64,
+    nops: u64,
+    target: usize,
+    per_op: bool,
+) -> (u64, u64, Workload) {
     let mut live: Vec<(Offset<u8>, u64)> = Vec::with_capacity(target);
+    let mut w = Workload::default();
     let mut s = seed;
     let mut one = if per_op {
         None
@@ -213,16 +314,20 @@ fn alloc_workload(heap: &Heap, seed: u64, nops: u64, target: usize, per_op: bool
                 &mut fresh
             }
         };
+        let r = splitmix64(&mut s);
+        w.rng_xor ^= r;
         if live.len() < target {
-            let sz = 16 + splitmix64(&mut s) % 1009;
+            let sz = 16 + r % 1009;
             let p = g
                 .alloc_bytes(sz, 8)
                 .unwrap_or_else(|e| panic!("allocation of {sz} bytes failed at op {i}: {e}"));
             let tag = i ^ seed;
             *g.get_mut(p.cast::<u64>()).expect("tag") = tag;
             live.push((p, tag));
+            w.allocs += 1;
+            w.bytes += sz;
         } else {
-            let j = (splitmix64(&mut s) % live.len() as u64) as usize;
+            let j = (r % live.len() as u64) as usize;
             let (p, tag) = live.swap_remove(j);
             assert_eq!(
                 g.read(p.cast::<u64>()).expect("tag"),
@@ -230,6 +335,7 @@ fn alloc_workload(heap: &Heap, seed: u64, nops: u64, target: usize, per_op: bool
                 "block corrupted at op {i}"
             );
             g.free(p).expect("free");
+            w.frees += 1;
         }
     }
     let t1 = mono_ns();
@@ -237,10 +343,28 @@ fn alloc_workload(heap: &Heap, seed: u64, nops: u64, target: usize, per_op: bool
         Some(g) => g,
         None => heap.lock().expect("lock"),
     };
-    for (p, _) in live {
+    for (p, tag) in live {
+        assert_eq!(
+            g.read(p.cast::<u64>()).expect("tag"),
+            tag,
+            "block corrupted"
+        );
         g.free(p).expect("free");
     }
-    (t0, t1)
+    (t0, t1, w)
+}
+
+/// Checks that a loop ran the anchors' sequence: the same counts and generator checksum as
+/// `describe`, and for the anchors' defaults the figures `bench_alloc --describe` printed.
+fn check_workload(seed: u64, nops: u64, target: usize, ran: Workload) {
+    let want = describe(seed, nops, target);
+    assert_eq!(ran, want, "the loop did not run the seeded workload");
+    if (seed, nops, target) == (42, 2_000_000, 10_000) {
+        assert_eq!(
+            ran, ANCHORS_DEFAULT_WORKLOAD,
+            "workload differs from the anchors'"
+        );
+    }
 }
 
 fn bench_alloc(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
@@ -254,7 +378,8 @@ fn bench_alloc(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
     ] {
         let heap = Heap::create_with(path, &o)?;
         let free0 = heap.lock()?.stats().free_bytes;
-        let (t0, t1) = alloc_workload(&heap, 42, nops, target, per_op);
+        let (t0, t1, ran) = alloc_workload(&heap, 42, nops, target, per_op);
+        check_workload(42, nops, target, ran);
         emit(key, nops as f64 / ((t1 - t0) as f64 / 1e9), "ops/s");
         let g = heap.lock()?;
         assert_eq!(g.stats().free_bytes, free0, "leak after the workload");
@@ -265,7 +390,9 @@ fn bench_alloc(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
     let (span, overlap) = fork_all(nproc, |i, ctl| {
         let h = Heap::open(path).expect("child open");
         barrier(ctl, nproc as u32);
-        let (t0, t1) = alloc_workload(&h, 43 + i as u64, nops, target, true);
+        let seed = 43 + i as u64;
+        let (t0, t1, ran) = alloc_workload(&h, seed, nops, target, true);
+        check_workload(seed, nops, target, ran);
         ctl.t0[i].store(t0, Ordering::Release);
         ctl.t1[i].store(t1, Ordering::Release);
     })?;
@@ -285,6 +412,83 @@ fn bench_alloc(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Reads one byte of every page of `len` bytes at `off` through `g`, so the pages are in
+/// this process's page tables (the anchors remap a fully populated mapping).
+fn touch(g: &crate::heap::HeapGuard<'_>, off: Offset<u8>, len: u64) -> Result<()> {
+    let b = g.bytes(off, len)?;
+    let mut sum = 0u8;
+    for i in (0..b.len()).step_by(4096) {
+        sum = sum.wrapping_add(b[i]);
+    }
+    std::hint::black_box(sum);
+    Ok(())
+}
+
+/// `map64M.{label}.remap.mapheap_{N}obj`: with N live objects in a 64 MiB heap whose every
+/// page this handle has touched, another handle grows the heap by one page and this
+/// handle's next `lock` remaps (munmap of the populated mapping, mmap of the file, capacity
+/// check): the mean of `cycles` such locks, in µs, beside the anchors'
+/// `remap_munmap_mmap`. Offsets make the cost independent of N: nothing in the heap is
+/// rewritten on a remap.
+fn bench_remap(args: &BenchArgs, path: &Path) -> Result<()> {
+    let seg = 64u64 << 20;
+    let mut o = CreateOptions::new(seg);
+    o.overwrite = true;
+    let cycles = args.remap_cycles.max(1);
+    for objs in [0, args.remap_objects] {
+        let grower = Heap::create_with(path, &o)?;
+        let reader = Heap::open(path)?;
+        let (nodes, fill) = {
+            let mut g = grower.lock()?;
+            let mut nodes = Vec::with_capacity(objs as usize);
+            for i in 0..objs {
+                let n = g.alloc(i)?;
+                nodes.push(n);
+            }
+            // Fill the rest with chunks, so every page of the heap is a payload to touch.
+            let mut fill = Vec::new();
+            for len in [256 << 10, 4 << 10, 64] {
+                while let Ok(c) = g.alloc_bytes(len, 8) {
+                    fill.push((c, len));
+                }
+            }
+            (nodes, fill)
+        };
+        let mut total = 0u64;
+        for _ in 0..cycles {
+            {
+                let g = reader.lock()?;
+                for &(c, len) in &fill {
+                    touch(&g, c, len)?;
+                }
+                for (i, n) in nodes.iter().enumerate() {
+                    assert_eq!(g.read(*n)?, i as u64, "object {i} changed");
+                }
+            }
+            let grown = {
+                let mut g = grower.lock()?;
+                g.grow_by(4096)?;
+                g.capacity()
+            };
+            let t0 = mono_ns();
+            let g = reader.lock()?;
+            total += mono_ns() - t0;
+            assert_eq!(g.capacity(), grown, "the reader did not remap");
+        }
+        assert!(
+            reader.check()?.is_clean(),
+            "heap not clean after the remaps"
+        );
+        emit(
+            &format!("map64M.{}.remap.mapheap_{objs}obj", args.remap_label),
+            total as f64 / cycles as f64 / 1e3,
+            "us",
+        );
+    }
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}
+
 /// Runs the figures `args.runs` times, interleaved like the anchors' run.sh.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let want = |g: &str| args.only.is_empty() || args.only.iter().any(|o| o == g);
@@ -295,6 +499,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         if want("alloc") {
             bench_alloc(args, &args.dir.join(format!("mapheap_alloc_{pid}.heap")))?;
+        }
+        if want("remap") {
+            bench_remap(args, &args.dir.join(format!("mapheap_remap_{pid}.heap")))?;
         }
     }
     Ok(())
