@@ -168,6 +168,7 @@ fn contended(path: &Path, counter: Offset<Counter>, n: u64, nproc: usize, raw: b
                 // touches the counter, and no other reference to it is alive.
                 step(unsafe { &mut *p })
             })
+            .map(|recoveries| assert_eq!(recoveries, 0, "an owner died during the figure"))
             .expect("raw rounds");
         } else {
             for _ in 0..n {
@@ -208,10 +209,11 @@ fn bench_lock(args: &BenchArgs, path: &Path) -> Result<()> {
     o.overwrite = true;
     let heap = Heap::create_with(path, &o)?;
     // The bare protocol on the real platform, through the heap's own word and slot.
-    crate::heap::raw_lock_rounds(&heap, 10_000, || ())?;
+    let mut recoveries = crate::heap::raw_lock_rounds(&heap, 10_000, || ())?;
     let t0 = mono_ns();
-    crate::heap::raw_lock_rounds(&heap, args.lock_iters, || ())?;
+    recoveries += crate::heap::raw_lock_rounds(&heap, args.lock_iters, || ())?;
     let raw = (mono_ns() - t0) as f64 / args.lock_iters.max(1) as f64;
+    assert_eq!(recoveries, 0, "an owner died during the uncontended figure");
     emit("lock.uncontended.mapheap", raw, "ns/op");
     for _ in 0..10_000 {
         drop(heap.lock()?);
@@ -505,4 +507,39 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The port runs the anchors' sequence: `bench_alloc --describe` printed these figures.
+    #[test]
+    fn describe_matches_the_anchors_reference() {
+        assert_eq!(describe(42, 2_000_000, 10_000), ANCHORS_DEFAULT_WORKLOAD);
+    }
+
+    /// The conformance check rejects a loop that drew, allocated or freed differently.
+    #[test]
+    fn check_workload_catches_a_different_sequence() {
+        let want = describe(43, 20_000, 1_000);
+        check_workload(43, 20_000, 1_000, want);
+        for bad in [
+            Workload {
+                allocs: want.allocs + 1,
+                ..want
+            },
+            Workload {
+                bytes: want.bytes - 1,
+                ..want
+            },
+            Workload {
+                rng_xor: want.rng_xor ^ 1,
+                ..want
+            },
+        ] {
+            let r = std::panic::catch_unwind(|| check_workload(43, 20_000, 1_000, bad));
+            assert!(r.is_err(), "{bad:?} was accepted");
+        }
+    }
 }

@@ -410,10 +410,11 @@ impl Drop for Heap {
 /// unlock) without the guard's work (fork check, mapping refresh, repair flag): the figure
 /// `mapheap bench` and the criterion bench set beside the anchors' bare mutexes. `body`
 /// runs while the lock is held. A round that takes the lock over from a dead owner goes
-/// through a real guard, which repairs the heap first.
+/// through a real guard, which repairs the heap first. Returns how many rounds did so.
 #[doc(hidden)]
-pub fn raw_lock_rounds(heap: &Heap, iters: u64, mut body: impl FnMut()) -> Result<()> {
+pub fn raw_lock_rounds(heap: &Heap, iters: u64, mut body: impl FnMut()) -> Result<u64> {
     let f = heap.futex();
+    let mut recoveries = 0;
     for _ in 0..iters {
         let acquired = sync::lock(&f, heap.owner);
         if acquired.recovered() {
@@ -421,6 +422,7 @@ pub fn raw_lock_rounds(heap: &Heap, iters: u64, mut body: impl FnMut()) -> Resul
             // here repairs the heap and releases the lock when dropped.
             let local = unsafe { &mut *heap.local.0.get() };
             let g = HeapGuard::new(heap, local, acquired)?;
+            recoveries += u64::from(g.recovered().is_some());
             body();
             drop(g);
             continue;
@@ -428,7 +430,7 @@ pub fn raw_lock_rounds(heap: &Heap, iters: u64, mut body: impl FnMut()) -> Resul
         body();
         sync::unlock(&f, heap.owner);
     }
-    Ok(())
+    Ok(recoveries)
 }
 
 #[cfg(test)]

@@ -448,3 +448,27 @@ fn allocations_grow_the_heap_up_to_the_limit() {
         Err(Error::Alloc(AllocError::OutOfSpace { .. }))
     ));
 }
+
+/// The benchmarks' bare-protocol rounds must not skip the repair when they take the lock
+/// over from a dead owner: that round goes through a real guard.
+#[test]
+fn raw_lock_rounds_repair_after_an_owners_death() {
+    let (_d, path, dying) = fresh(256 << 10);
+    let opts = OpenOptions {
+        probe_interval: Duration::from_millis(1),
+        ..OpenOptions::default()
+    };
+    let survivor = Heap::open_with(&path, &opts).unwrap();
+    // A forgotten guard and a detached handle: an owner that died holding the lock.
+    std::mem::forget(dying.lock().unwrap());
+    drop(dying);
+    let mut rounds = 0;
+    let recoveries = raw_lock_rounds(&survivor, 3, || rounds += 1).unwrap();
+    assert_eq!((rounds, recoveries), (3, 1));
+    let g = survivor.lock().unwrap();
+    assert!(
+        g.recovered().is_none(),
+        "the raw round left the repair to a later guard"
+    );
+    assert!(g.check().is_clean());
+}
