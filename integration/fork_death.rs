@@ -732,6 +732,17 @@ fn zombie_owner_under(m: Option<Mutant>) -> Result<(bool, bool), String> {
             .ctx("fork")?,
         );
     }
+    // Both waiters must be attached before the owner dies: one that opened the heap after
+    // the death would be a newcomer, which may claim the dead owner's slot and so see it
+    // dead by its incarnation, whatever the probe (L5); that is right, but not this test.
+    ensure!(
+        wait_until(Duration::from_secs(30), || (0..2).all(|r| s
+            .board
+            .victim_owner[r]
+            .load(SeqCst)
+            != 0)),
+        "the waiters did not attach"
+    );
     let victim = spawn(
         &s,
         Role {
@@ -886,28 +897,35 @@ fn mutant_wait_means_ownership_stress() -> TestResult {
     stress_catches(Mutant::WaitMeansOwnership, 0.0)
 }
 
+/// Whether a kill lands inside the window a mutant opens is chance, and on a loaded
+/// machine most kills land outside it: up to three runs, caught if any run reports.
 fn stress_catches(m: Mutant, kill_rate: f64) -> TestResult {
-    mutant::set_process(Some(m));
-    let r = mapheap::stress::run_summary(&stress_args(4.0, kill_rate));
-    mutant::set_process(None);
-    let s = match r {
-        Ok(s) => s,
-        // The final open (with the mutant already off) may refuse a heap this broken.
-        Err(e) => {
-            note(format!("caught: stress failed outright: {e}"));
+    let mut kills = Vec::new();
+    for attempt in 1..=3 {
+        mutant::set_process(Some(m));
+        let r = mapheap::stress::run_summary(&stress_args(4.0, kill_rate));
+        mutant::set_process(None);
+        let s = match r {
+            Ok(s) => s,
+            // The final open (with the mutant already off) may refuse a heap this broken.
+            Err(e) => {
+                note(format!(
+                    "caught in run {attempt}: stress failed outright: {e}"
+                ));
+                return Ok(());
+            }
+        };
+        if let Some(v) = s.violations.first() {
+            note(format!(
+                "caught in run {attempt}: {} violations in {} kills, e.g. {v}",
+                s.violations.len(),
+                s.kills
+            ));
             return Ok(());
         }
-    };
-    ensure!(
-        !s.violations.is_empty(),
-        "{m:?} not caught by stress: {} kills, no violation",
-        s.kills
-    );
-    note(format!(
-        "caught: {} violations in {} kills, e.g. {}",
-        s.violations.len(),
-        s.kills,
-        s.violations[0]
-    ));
-    Ok(())
+        kills.push(s.kills);
+    }
+    Err(format!(
+        "{m:?} not caught by stress: no violation in 3 runs ({kills:?} kills)"
+    ))
 }
