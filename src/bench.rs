@@ -2,17 +2,25 @@
 //! `key<TAB>value<TAB>unit` lines that `summarize.awk` aggregates beside the anchors' own.
 //!
 //! Figures (same protocols as the anchors; see docs/performance.md):
-//! * `lock.uncontended.mapheap_raw`: the bare protocol on the real platform (CAS + swap on a
-//!   word in a shared file mapping), 10k warm-up then `lock_iters` lock+unlock.
-//! * `lock.uncontended.mapheap_guard`: `Heap::lock` + drop, the full public path (local
-//!   mutex, lock word, capacity check).
-//! * `lock.contended{N}p.mapheap_guard`: N forked processes, each opening the heap itself,
-//!   `cont_iters` x (lock; counter += 1; owner-change count; unlock); the counter must be
-//!   exact.
+//! * `lock.uncontended.mapheap`: the bare protocol on the real platform (CAS + swap on the
+//!   heap's own word, owner id from its attachment slot), 10k warm-up then `lock_iters`
+//!   lock+unlock: the lock itself, as the anchors measure theirs.
+//! * `lock.uncontended.mapheap_guard`: `Heap::lock` + drop, the full public path (fork
+//!   check, lock word, mapping and repair checks).
+//! * `lock.contended{N}p.mapheap` and `.mapheap_guard`: N forked processes, each opening the
+//!   heap itself, `cont_iters` x (lock; counter += 1; owner-change count; unlock), with
+//!   handoffs per 1000 ops and overlap; the counter must be exact. The bare figure reaches
+//!   the counter through a pointer resolved once, the guard figure resolves it every time.
 //! * `alloc.1p.mapheap`: the anchors' seeded allocator workload, one lock per operation
 //!   (as Boost.Interprocess takes its internal mutex per call).
 //! * `alloc.1p.mapheap_onelock`: the same under a single guard (as `boost_mmf_nolock`).
 //! * `alloc.{N}p.mapheap`: N forked processes on one heap, seeds 43, 44, ...
+//! * `map64M.{label}.remap.mapheap_{N}obj`: a remap after growth elsewhere, with 0 and N
+//!   live objects, beside the anchors' `remap_munmap_mmap`.
+//!
+//! Invariants P1 and P2 (docs/invariants.md): the allocator figures run exactly the
+//! anchors' sequence (checked against `bench_alloc --describe`), and every figure checks
+//! its own result before it is printed.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
