@@ -129,6 +129,15 @@ fn half_made_seen(m: Option<Mutant>) -> usize {
     let mut bad = 0;
     std::thread::scope(|s| {
         s.spawn(|| {
+            // Stop the opener even if a create panics, or it would spin forever (a broken
+            // library must fail this test, not hang it).
+            struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let _stop = Stop(&stop);
             if let Some(m) = m {
                 crate::mutant::set_thread(Some(m));
             }
@@ -137,7 +146,6 @@ fn half_made_seen(m: Option<Mutant>) -> usize {
             for _ in 0..150 {
                 drop(Heap::create_with(&path, &o).unwrap());
             }
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             match Heap::open(&path) {

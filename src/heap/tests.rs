@@ -36,6 +36,7 @@ fn a_list_survives_close_and_reopen() {
     let mut at = g.root::<Node>("list").unwrap().unwrap();
     let mut seen = vec![];
     while !at.is_null() {
+        assert!(seen.len() < 100, "the list has a cycle: {seen:?}");
         let n = g.read(at).unwrap();
         seen.push(n.value);
         at = n.next;
