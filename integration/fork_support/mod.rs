@@ -1,4 +1,4 @@
-//! Support for the fork tests (fork_heap, fork_death, fork_mutants): a tiny runner for
+//! Support for the fork tests (fork_heap, fork_death): a tiny runner for
 //! `harness = false` binaries, re-exec children, self-verifying blocks and a table of
 //! published blocks in the heap. Processes, shared memory and the generator come from
 //! `mapheap::stress` (the same code `mapheap stress` runs).

@@ -101,7 +101,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Cmd::Check { path } => {
             let heap = Heap::open(&path)?;
             let g = heap.lock()?;
-            if let Some(r) = g.recovered() {
+            // The takeover usually happens inside open, which took the lock first.
+            if let Some(r) = heap.recovered_at_open().or(g.recovered()) {
                 println!("recovered from a dead lock owner: {r:?}");
             }
             let report = g.check();

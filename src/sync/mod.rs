@@ -20,7 +20,7 @@ pub mod word;
 
 pub use futex::{Futex, DEFAULT_PROBE_INTERVAL};
 pub use platform::{CrashPoint, Platform, WaitOutcome};
-pub use protocol::{lock, try_lock, unlock, Acquired};
+pub use protocol::{lock, unlock, Acquired};
 pub use slots::{SlotRecord, Slots};
 pub use word::{OwnerId, WAITERS};
 

@@ -48,19 +48,6 @@ fn acquire_order() -> Ordering {
     }
 }
 
-/// Tries once to take a free lock.
-#[inline]
-pub fn try_lock<P: Platform>(p: &P, me: OwnerId) -> bool {
-    if p.compare_exchange(0, me.raw(), acquire_order(), Relaxed)
-        .is_ok()
-    {
-        p.crash_point(CrashPoint::LockAcquired);
-        true
-    } else {
-        false
-    }
-}
-
 /// Takes the lock for `me`, sleeping while it is held, taking it over if its owner died.
 #[inline]
 pub fn lock<P: Platform>(p: &P, me: OwnerId) -> Acquired {

@@ -1,9 +1,39 @@
-//! `mapheap bench`, run as a user runs it (a process of its own, since its figures fork),
-//! with tiny bounds: every figure group checks its own results (exact counters, the
-//! anchors' workload sequence, payload tags, a clean heap afterwards) and prints every key
-//! scripts/bench-vs-anchors.sh reads, in the anchors' `key<TAB>value<TAB>unit` format.
+//! The `mapheap` command line, run as a user runs it (a process of its own).
+//!
+//! * `mapheap bench` with tiny bounds: every figure group checks its own results (exact
+//!   counters, the anchors' workload sequence, payload tags, a clean heap afterwards) and
+//!   prints every key scripts/bench-vs-anchors.sh reads, as `key<TAB>value<TAB>unit`.
+//! * `mapheap check` on a heap whose lock owner died: it says it recovered, and exits 0.
 
 use std::process::Command;
+
+use mapheap::Heap;
+
+#[test]
+fn check_reports_a_takeover_done_inside_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.heap");
+    let heap = Heap::create(&path, 256 << 10).unwrap();
+    // A forgotten guard and a detached handle: an owner that died holding the lock.
+    std::mem::forget(heap.lock().unwrap());
+    drop(heap);
+    let out = Command::new(env!("CARGO_BIN_EXE_mapheap"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "check failed: {}\n{stdout}",
+        out.status
+    );
+    assert!(
+        stdout.contains("recovered from a dead lock owner"),
+        "the takeover went unreported:\n{stdout}"
+    );
+    assert!(stdout.contains("0 violations"), "{stdout}");
+}
 
 #[test]
 fn a_short_run_of_every_figure_passes_its_own_checks_and_prints_every_key() {
