@@ -679,3 +679,6 @@ impl Intent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
