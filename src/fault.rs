@@ -31,6 +31,9 @@ pub enum CrashPoint {
     /// In growth, after the new capacity and sentinel are written, before the old sentinel
     /// becomes the block that commits the new space.
     GrowSentinelWritten,
+    /// In an aligned allocation, after the store that splits the alignment gap off the
+    /// front of the block, before the gap's footer is written and it is listed.
+    AlignGapSplit,
 }
 
 impl CrashPoint {
@@ -44,6 +47,7 @@ impl CrashPoint {
         CrashPoint::FreeMergedNext,
         CrashPoint::GrowExtended,
         CrashPoint::GrowSentinelWritten,
+        CrashPoint::AlignGapSplit,
     ];
 
     /// The point whose `Debug` name is `name`.

@@ -357,6 +357,7 @@ impl<'a> Arena<'a> {
                 self.set_header(r, bsize - gap, FREE | PREV_FREE)?;
                 self.set_word(b + bsize - 8, bsize - gap)?;
                 self.set_header(b, gap, FREE | bflags)?;
+                hit(CrashPoint::AlignGapSplit);
                 self.set_word(r - 8, gap)?;
                 self.insert_free(b, gap)?;
                 self.state_mut().free_blocks = self.state().free_blocks.wrapping_add(1);

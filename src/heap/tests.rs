@@ -309,6 +309,7 @@ fn a_crash_at_any_allocator_point_is_repaired() {
         CrashPoint::FreeMergedNext,
         CrashPoint::GrowExtended,
         CrashPoint::GrowSentinelWritten,
+        CrashPoint::AlignGapSplit,
     ];
     for point in points {
         let mut crashes = 0;
