@@ -13,13 +13,18 @@ struct Buf {
 
 impl Buf {
     fn new(len: usize) -> Buf {
+        Buf::with_capacity(len, len as u64)
+    }
+
+    /// A buffer of `len` bytes whose arena uses only the first `capacity`.
+    fn with_capacity(len: usize, capacity: u64) -> Buf {
         let layout = std::alloc::Layout::from_size_align(len, 4096).unwrap();
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
         assert!(!ptr.is_null());
         let b = Buf { ptr, layout };
         let mut a = b.arena();
-        a.state_mut().capacity = len as u64;
+        a.state_mut().capacity = capacity;
         a.format().unwrap();
         b
     }
@@ -64,5 +69,36 @@ fn checked_list_refuses_each_bad_field_alone() {
     assert!(
         a.checked_list(u64::MAX - 8, MIN_BLOCK, 0, 0).is_err(),
         "overflow"
+    );
+}
+
+#[test]
+fn extend_refuses_each_bad_capacity_alone_and_takes_a_good_one() {
+    let buf = Buf::with_capacity(128 << 10, 64 << 10);
+    let mut a = buf.arena();
+    let old = 64 << 10;
+    for (bad, why) in [
+        (old, "not larger"),
+        (old - 4096, "smaller"),
+        ((128 << 10) + 4096, "beyond the mapping"),
+        (old + 4096 + 4, "not 8-aligned"),
+        (old + MIN_BLOCK - 8, "less than a block more"),
+    ] {
+        assert!(a.extend(bad).is_err(), "{why}: {bad}");
+        assert_eq!(a.state().capacity, old, "{why}: refused, yet changed");
+    }
+    a.extend(128 << 10).unwrap();
+    assert_eq!(a.state().capacity, 128 << 10);
+    assert_eq!(
+        a.header(a.sentinel()).unwrap().size,
+        0,
+        "no sentinel at the new end"
+    );
+    let mut free = Vec::new();
+    a.walk(|b| free.push(b.header.is_free())).unwrap();
+    assert_eq!(
+        free,
+        [true],
+        "the new space did not join the free last block"
     );
 }
