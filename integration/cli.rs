@@ -95,3 +95,36 @@ fn a_short_run_of_every_figure_passes_its_own_checks_and_prints_every_key() {
         "bench left files behind"
     );
 }
+
+/// A bare file name (no directory part) creates the heap in the working directory: the
+/// temporary file it is built in must go there too, not to "".
+#[test]
+fn create_and_check_a_heap_named_without_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mapheap"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "mapheap {args:?}: {}\n{text}",
+            out.status
+        );
+        text
+    };
+    run(&["create", "h.heap", "--size", "1M"]);
+    assert!(dir.path().join("h.heap").is_file());
+    assert!(run(&["check", "h.heap"]).contains("0 violations"));
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["h.heap"], "a temporary file was left behind");
+}

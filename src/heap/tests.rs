@@ -194,7 +194,43 @@ fn check_reports_a_dangling_root_and_a_broken_chain() {
     // SAFETY: test-only; the offset is inside the mapping and we hold the lock.
     unsafe { *(g.base_address() as *mut u64).add((b.raw() as usize - 8) / 8) = 12345 };
     let r = g.check();
-    assert!(matches!(r.violations[0], Violation::Chain { .. }), "{r:?}");
+    // The report names the smashed header and why, so `mapheap check` points at it.
+    match &r.violations[0] {
+        Violation::Chain { offset, what } => {
+            assert_eq!(*offset, b.raw() - 8, "{r:?}");
+            assert!(what.contains("tag"), "{what}");
+        }
+        other => panic!("{other:?} in {r:?}"),
+    }
+    let shown = r.violations[0].to_string();
+    assert!(
+        shown.starts_with("A2 ") && shown.contains(&format!("{:#x}", b.raw() - 8)),
+        "{shown}"
+    );
+}
+
+/// A free list whose `next` link leads back into itself: check must report it, not walk
+/// it for ever.
+#[test]
+fn check_reports_a_free_list_cycle() {
+    let (_d, _p, heap) = fresh(1 << 20);
+    let mut g = heap.lock().unwrap();
+    // Two free blocks of one size class, kept apart by used blocks, so one list holds both.
+    let blocks: Vec<_> = (0..4).map(|_| g.alloc_bytes(100, 8).unwrap()).collect();
+    g.free(blocks[0]).unwrap();
+    g.free(blocks[2]).unwrap();
+    assert!(g.check().is_clean());
+    // The head of that list is the block freed last; point its `next` (+8) at itself.
+    let head = blocks[2].raw() - 8;
+    // SAFETY: test-only; the word is inside the mapping and we hold the lock.
+    unsafe { *(g.base_address() as *mut u64).add((head as usize + 8) / 8) = head };
+    let r = g.check();
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| matches!(v, Violation::BadLinks { .. })),
+        "{r:?}"
+    );
 }
 
 #[test]
