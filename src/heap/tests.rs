@@ -231,6 +231,11 @@ fn check_reports_a_free_list_cycle() {
             .any(|v| matches!(v, Violation::BadLinks { .. })),
         "{r:?}"
     );
+    // `Heap::check` (what `mapheap check` runs) sees it too.
+    drop(g);
+    let r2 = heap.check().unwrap();
+    assert_eq!((r2.violations.len(), r2.blocks), (r.violations.len(), r.blocks));
+    assert!(!r2.is_clean());
 }
 
 #[test]
