@@ -175,6 +175,11 @@ mod tests {
             fixed.base().add(100).write(42);
             assert_eq!(other.base().add(100).read(), 42);
         }
+        // msync writes the byte through to the file itself.
+        fixed.flush().unwrap();
+        let mut byte = [0u8];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut byte, 100).unwrap();
+        assert_eq!(byte, [42]);
         drop(fixed);
         // SAFETY: unmapping the rest of our own reservation.
         unsafe { libc::munmap(hole, 4 * 8192) };

@@ -17,7 +17,9 @@ pub fn mapping_insert(size: u64) -> (usize, usize) {
     }
 }
 
-/// The first list whose every block holds at least `size` bytes.
+/// The first list whose every block holds at least `size` bytes. `size` is a multiple of
+/// `ALIGN`, as every block size and request is: below `SMALL_BLOCK` each class then holds
+/// exactly one size, and the insert mapping is already exact.
 pub fn mapping_search(size: u64) -> (usize, usize) {
     if size < SMALL_BLOCK {
         return mapping_insert(size);

@@ -234,7 +234,10 @@ fn check_reports_a_free_list_cycle() {
     // `Heap::check` (what `mapheap check` runs) sees it too.
     drop(g);
     let r2 = heap.check().unwrap();
-    assert_eq!((r2.violations.len(), r2.blocks), (r.violations.len(), r.blocks));
+    assert_eq!(
+        (r2.violations.len(), r2.blocks),
+        (r.violations.len(), r.blocks)
+    );
     assert!(!r2.is_clean());
 }
 
