@@ -142,3 +142,39 @@ impl Platform for Futex<'_> {
         crate::fault::hit(at)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stress::procs::mono_ns;
+
+    fn ns(t: libc::timespec) -> u64 {
+        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    }
+
+    /// The wait's absolute deadline is "now + d" on CLOCK_MONOTONIC, exactly, whole seconds
+    /// and nanosecond carries included: a deadline in the past would turn every wait into
+    /// a busy probe loop, one too far would delay takeovers.
+    #[test]
+    fn deadline_is_now_plus_the_interval() {
+        for d in [
+            Duration::from_millis(10),
+            Duration::from_nanos(999_999_999),
+            Duration::from_millis(1500),
+            Duration::from_secs(3),
+        ] {
+            for _ in 0..100 {
+                let t0 = mono_ns();
+                let dl = deadline_after(d);
+                let t1 = mono_ns();
+                assert!(dl.tv_nsec >= 0 && dl.tv_nsec < 1_000_000_000, "{d:?}");
+                let d = d.as_nanos() as u64;
+                assert!(
+                    t0 + d <= ns(dl) && ns(dl) <= t1 + d,
+                    "{d} ns: {t0} {} {t1}",
+                    ns(dl)
+                );
+            }
+        }
+    }
+}
