@@ -593,7 +593,8 @@ impl<'a> Arena<'a> {
                     if let Ok(h) = self.header(s) {
                         if h.size == 0 {
                             self.set_header(intent.arg2 - BLOCK_HEADER, 0, 0)?;
-                            self.set_header(s, intent.arg2 - intent.arg, h.flags & PREV_FREE)?;
+                            // Flags left 0: pass 2 below recomputes every PREV_FREE bit.
+                            self.set_header(s, intent.arg2 - intent.arg, 0)?;
                             report.completed_growth = true;
                             pending = Some(s);
                         } else if h.size == intent.arg2 - intent.arg && !h.is_free() {

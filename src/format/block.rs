@@ -84,6 +84,19 @@ mod tests {
         }
     }
 
+    const V1_TAGS: [u64; 4] = [0xd8c2, 0xdb98, 0x0144, 0x4a7c];
+
+    /// The tag is part of the on-disk format (version 1): a file written by one build must
+    /// decode in every other, so these values may never change without a version bump.
+    #[test]
+    fn tags_are_the_format_v1_values() {
+        let got: Vec<u64> = [(16384, 64), (16384, 32), (16448, 4096), (1 << 40, 0)]
+            .iter()
+            .map(|&(o, s)| tag(o, s))
+            .collect();
+        assert_eq!(got, V1_TAGS);
+    }
+
     #[test]
     fn a_header_read_at_the_wrong_offset_is_rejected() {
         let w = encode(16384, 64, 0);

@@ -188,10 +188,8 @@ impl Heap {
                 why: "larger than the 64 TiB a heap can address",
             });
         }
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
+        // A bare name's parent is "", which every call below reads as the working directory.
+        let dir = path.parent().unwrap_or(Path::new("."));
         if crate::mutant::active(crate::mutant::Mutant::CreateInPlace) {
             let file = std::fs::OpenOptions::new()
                 .read(true)
