@@ -33,4 +33,9 @@ fi
 cd "$tree"
 # --timeout: a mutant that makes a test hang is stopped after this many seconds (the
 # unmutated suite takes about 60-100 s here).
-exec cargo mutants --in-place --sharding round-robin --timeout "${MUTANTS_TIMEOUT:-150}" "$@"
+# A shard is every k-th mutant (round robin), so that a shard is a sample of every file.
+sharding=()
+for a in "$@"; do
+    case $a in --shard | --shard=*) sharding=(--sharding round-robin) ;; esac
+done
+exec cargo mutants --in-place "${sharding[@]}" --timeout "${MUTANTS_TIMEOUT:-150}" "$@"
