@@ -5,9 +5,28 @@
 //!   prints every key scripts/bench-vs-anchors.sh reads, as `key<TAB>value<TAB>unit`.
 //! * `mapheap check` on a heap whose lock owner died: it says it recovered, and exits 0.
 
+use std::path::Path;
 use std::process::Command;
 
 use mapheap::Heap;
+
+/// Runs `mapheap ARGS` in `cwd` and returns its standard output; fails the test, showing
+/// both outputs, unless it exits successfully.
+fn mapheap(cwd: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mapheap"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "mapheap {args:?}: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
 
 #[test]
 fn check_reports_a_takeover_done_inside_open() {
@@ -17,17 +36,7 @@ fn check_reports_a_takeover_done_inside_open() {
     // A forgotten guard and a detached handle: an owner that died holding the lock.
     std::mem::forget(heap.lock().unwrap());
     drop(heap);
-    let out = Command::new(env!("CARGO_BIN_EXE_mapheap"))
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "check failed: {}\n{stdout}",
-        out.status
-    );
+    let stdout = mapheap(dir.path(), &["check", "h.heap"]);
     assert!(
         stdout.contains("recovered from a dead lock owner"),
         "the takeover went unreported:\n{stdout}"
@@ -38,10 +47,12 @@ fn check_reports_a_takeover_done_inside_open() {
 #[test]
 fn a_short_run_of_every_figure_passes_its_own_checks_and_prints_every_key() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mapheap"))
-        .args(["bench", "--dir"])
-        .arg(dir.path())
-        .args([
+    let stdout = mapheap(
+        dir.path(),
+        &[
+            "bench",
+            "--dir",
+            ".",
             "--lock-iters",
             "1000",
             "--lock-cont-iters",
@@ -54,15 +65,7 @@ fn a_short_run_of_every_figure_passes_its_own_checks_and_prints_every_key() {
             "1000",
             "--remap-cycles",
             "2",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench failed: {}\n{stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     let keys: Vec<&str> = stdout
         .lines()
@@ -96,32 +99,14 @@ fn a_short_run_of_every_figure_passes_its_own_checks_and_prints_every_key() {
     );
 }
 
-/// A bare file name (no directory part) creates the heap in the working directory: the
-/// temporary file it is built in must go there too, not to "".
+/// A bare file name (no directory part) creates the heap in the working directory, and the
+/// temporary file it is built in goes there too and is renamed away.
 #[test]
 fn create_and_check_a_heap_named_without_a_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_mapheap"))
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "mapheap {args:?}: {}\n{text}",
-            out.status
-        );
-        text
-    };
-    run(&["create", "h.heap", "--size", "1M"]);
+    mapheap(dir.path(), &["create", "h.heap", "--size", "1M"]);
     assert!(dir.path().join("h.heap").is_file());
-    assert!(run(&["check", "h.heap"]).contains("0 violations"));
+    assert!(mapheap(dir.path(), &["check", "h.heap"]).contains("0 violations"));
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
