@@ -50,6 +50,14 @@ impl CrashPoint {
         CrashPoint::AlignGapSplit,
     ];
 
+    /// Whether the point lies in the lock protocol rather than in a change of the heap.
+    pub fn is_lock(self) -> bool {
+        matches!(
+            self,
+            CrashPoint::LockAcquired | CrashPoint::TakeoverDone | CrashPoint::UnlockReleased
+        )
+    }
+
     /// The point whose `Debug` name is `name`.
     pub fn parse(name: &str) -> Option<CrashPoint> {
         Self::ALL.iter().copied().find(|p| format!("{p:?}") == name)
