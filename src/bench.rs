@@ -187,15 +187,13 @@ fn contended(path: &Path, counter: Offset<Counter>, n: u64, nproc: usize, raw: b
         ctl.t1[i].store(mono_ns(), Ordering::Release);
     })?;
     let heap = Heap::open(path)?;
-    let c = heap.lock()?.read(counter)?;
-    heap.lock()?.write(
-        counter,
-        Counter {
-            count: 0,
-            handoffs: 0,
-            last_owner: 0,
-        },
-    )?;
+    // Read the figures and reset the counter for the next variant, under one guard.
+    let c = {
+        let mut g = heap.lock()?;
+        let c = g.read(counter)?;
+        g.write(counter, bytemuck::Zeroable::zeroed())?;
+        c
+    };
     assert_eq!(c.count, n * nproc as u64, "contended counter is not exact");
     let ops = (n * nproc as u64) as f64;
     let key = format!(
@@ -233,11 +231,9 @@ fn bench_lock(args: &BenchArgs, path: &Path) -> Result<()> {
     let guard_ns = (mono_ns() - t0) as f64 / args.lock_iters.max(1) as f64;
     emit("lock.uncontended.mapheap_guard", guard_ns, "ns/op");
 
-    let counter = heap.lock()?.find_or_init("bench.counter", || Counter {
-        count: 0,
-        handoffs: 0,
-        last_owner: 0,
-    })?;
+    let counter = heap
+        .lock()?
+        .find_or_init("bench.counter", bytemuck::Zeroable::zeroed)?;
     drop(heap);
     let nproc = args.nproc.clamp(1, 16);
     // Alternate the order with the run index, as the anchors rotate theirs.
@@ -427,7 +423,7 @@ fn bench_alloc(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
 fn touch(g: &crate::heap::HeapGuard<'_>, off: Offset<u8>, len: u64) -> Result<()> {
     let b = g.bytes(off, len)?;
     let mut sum = 0u8;
-    for i in (0..b.len()).step_by(4096) {
+    for i in (0..b.len()).step_by(crate::format::page_size() as usize) {
         sum = sum.wrapping_add(b[i]);
     }
     std::hint::black_box(sum);

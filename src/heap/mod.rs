@@ -305,8 +305,19 @@ impl Heap {
             return Err(Error::Forked);
         }
         let acquired = sync::lock(&self.futex(), self.owner);
-        // SAFETY: we now hold the process-shared lock, so no other thread of any process
-        // holds a guard of this handle; the `&mut Local` lives in the guard, which
+        // SAFETY: `sync::lock` just took the process-shared lock through this handle.
+        unsafe { self.guard_for(acquired) }
+    }
+
+    /// The guard of a lock just taken through this handle (`acquired` says how): it
+    /// repairs the heap if needed and releases the lock when dropped.
+    ///
+    /// # Safety
+    /// The caller holds the process-shared lock, taken with this handle's owner id.
+    #[inline]
+    unsafe fn guard_for(&self, acquired: sync::Acquired) -> Result<HeapGuard<'_>> {
+        // SAFETY: the caller holds the process-shared lock, so no other thread of any
+        // process holds a guard of this handle; the `&mut Local` lives in the guard, which
         // releases the lock only after giving it up.
         let local = unsafe { &mut *self.local.0.get() };
         HeapGuard::new(self, local, acquired)
@@ -406,7 +417,7 @@ impl Drop for Heap {
 
 /// Runs `iters` rounds of the bare protocol on this heap's word and slot (lock, `body`,
 /// unlock) without the guard's work (fork check, mapping refresh, repair flag): the figure
-/// `mapheap bench` and the criterion bench set beside the anchors' bare mutexes. `body`
+/// `mapheap bench` sets beside the anchors' bare mutexes. `body`
 /// runs while the lock is held. A round that takes the lock over from a dead owner goes
 /// through a real guard, which repairs the heap first. Returns how many rounds did so.
 #[doc(hidden)]
@@ -416,10 +427,8 @@ pub fn raw_lock_rounds(heap: &Heap, iters: u64, mut body: impl FnMut()) -> Resul
     for _ in 0..iters {
         let acquired = sync::lock(&f, heap.owner);
         if acquired.recovered() {
-            // SAFETY: we hold the process-shared lock, as in `Heap::lock`; the guard made
-            // here repairs the heap and releases the lock when dropped.
-            let local = unsafe { &mut *heap.local.0.get() };
-            let g = HeapGuard::new(heap, local, acquired)?;
+            // SAFETY: `sync::lock` just took the lock with this handle's owner id.
+            let g = unsafe { heap.guard_for(acquired) }?;
             recoveries += u64::from(g.recovered().is_some());
             body();
             drop(g);
