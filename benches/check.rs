@@ -6,7 +6,9 @@
 //! `cargo bench --bench check`. Every heap has the same 32 MiB capacity; only the number of
 //! blocks changes.
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mapheap::bench::splitmix64;
 use mapheap::{CreateOptions, Heap};
 

@@ -3,7 +3,9 @@
 //! `mapheap bench` runs the same workloads beside ../shared/anchors; this file is for
 //! tracking changes between commits.
 
-use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use mapheap::bench::splitmix64;
 use mapheap::{CreateOptions, Heap, Offset};
 

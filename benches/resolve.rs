@@ -11,7 +11,9 @@
 //! `cargo bench --bench resolve`. Every heap has the same 64 MiB capacity; only the number
 //! of live objects changes.
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use mapheap::bench::splitmix64;
 use mapheap::{CreateOptions, Heap, Offset};
 

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use mapheap::mutant::{self, Mutant};
 use mapheap::sync::CrashPoint;
-use shuttle::scheduler::{PctScheduler, RandomScheduler, Scheduler};
+use shuttle::scheduler::{
+    PctScheduler, RandomScheduler, ReplayScheduler, Schedule, Scheduler, Task, TaskId,
+};
 use shuttle::{Config, Runner};
 
 use world::{Actor, Fate, Scenario, Stats};
@@ -198,23 +200,45 @@ fn message(e: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "<non-string panic>".into())
 }
 
-/// The failure itself: shuttle wraps a task's panic message as
-/// "test panicked in task ...\nfailing schedule: ...\noriginal panic: <message>".
+/// The failure itself: the first line of the panic's message (shuttle 0.9 passes a task's
+/// panic through unchanged, and reports a deadlock as a panic of its own).
 fn reason(msg: &str) -> &str {
-    match msg.find("original panic: ") {
-        Some(i) => msg[i + "original panic: ".len()..]
-            .lines()
-            .next()
-            .unwrap_or(""),
-        None => msg.lines().next().unwrap_or(""),
-    }
+    msg.lines().next().unwrap_or("")
 }
 
-/// The schedule shuttle put into a failure's message.
-fn schedule_of(msg: &str) -> Option<String> {
-    let start = msg.find("failing schedule:\n\"\n")? + "failing schedule:\n\"\n".len();
-    let len = msg[start..].find("\n\"")?;
-    Some(msg[start..start + len].to_string())
+/// A scheduler that keeps the schedule of the execution it is running, so that a failing
+/// execution can be replayed with `ReplayScheduler::new_from_schedule`. Shuttle 0.9 prints
+/// the failing schedule to stderr from its panic hook and no longer puts it into the panic,
+/// so a test cannot read it back; it records each decision exactly as shuttle's own
+/// `CurrentSchedule` does (every task chosen, every random value drawn, from the seed that
+/// `new_execution` hands out).
+struct Recording<S> {
+    inner: S,
+    current: Arc<Mutex<Schedule>>,
+}
+
+impl<S: Scheduler> Scheduler for Recording<S> {
+    fn new_execution(&mut self) -> Option<Schedule> {
+        let schedule = self.inner.new_execution()?;
+        *self.current.lock().unwrap() = schedule.clone();
+        Some(schedule)
+    }
+
+    fn next_task(
+        &mut self,
+        runnable: &[&Task],
+        current: Option<TaskId>,
+        is_yielding: bool,
+    ) -> Option<TaskId> {
+        let next = self.inner.next_task(runnable, current, is_yielding)?;
+        self.current.lock().unwrap().push_task(next);
+        Some(next)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.current.lock().unwrap().push_random();
+        self.inner.next_u64()
+    }
 }
 
 /// Which scheduler a mutant test uses. Seeds are fixed so that the number of executions
@@ -236,13 +260,15 @@ fn catches(m: Mutant, s: Scenario, expect: &[&str]) {
 }
 
 /// Runs `s` with `m` switched on until shuttle fails it (at most `MUTANT_BUDGET`
-/// executions), asserts the reason contains one of `expect`, then replays the printed
-/// schedule with `shuttle::replay` and asserts the same failure.
+/// executions), asserts the reason contains one of `expect`, then replays the failing
+/// execution's schedule with shuttle's `ReplayScheduler` and asserts the same failure.
 fn catches_with(m: Mutant, s: &Scenario, sched: Sched, expect: &[&str]) -> (usize, Duration) {
     let start = Instant::now();
     let count = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&count);
     let s2 = s.clone();
+    let last = Arc::new(Mutex::new(Schedule::new(0)));
+    let current = Arc::clone(&last);
     let r = panic::catch_unwind(AssertUnwindSafe(|| {
         mutant::with(m, || {
             let body = move || {
@@ -250,12 +276,19 @@ fn catches_with(m: Mutant, s: &Scenario, sched: Sched, expect: &[&str]) -> (usiz
                 world::run(&s2);
             };
             match sched {
-                Sched::Random => {
-                    Runner::new(RandomScheduler::new_from_seed(SEED, MUTANT_BUDGET), quiet())
-                        .run(body)
-                }
+                Sched::Random => Runner::new(
+                    Recording {
+                        inner: RandomScheduler::new_from_seed(SEED, MUTANT_BUDGET),
+                        current,
+                    },
+                    quiet(),
+                )
+                .run(body),
                 Sched::Pct => Runner::new(
-                    PctScheduler::new_from_seed(SEED, PCT_DEPTH, MUTANT_BUDGET),
+                    Recording {
+                        inner: PctScheduler::new_from_seed(SEED, PCT_DEPTH, MUTANT_BUDGET),
+                        current,
+                    },
                     quiet(),
                 )
                 .run(body),
@@ -283,17 +316,14 @@ fn catches_with(m: Mutant, s: &Scenario, sched: Sched, expect: &[&str]) -> (usiz
         reason(&msg)
     );
 
-    // The printed schedule reproduces the failure.
-    let schedule = schedule_of(&msg).expect("shuttle's failure message carries the schedule");
+    // The failing execution's schedule reproduces the failure.
+    let schedule = last.lock().unwrap().clone();
     let s3 = s.clone();
     let replayed = panic::catch_unwind(AssertUnwindSafe(|| {
         mutant::with(m, || {
-            shuttle::replay(
-                move || {
-                    world::run(&s3);
-                },
-                &schedule,
-            )
+            Runner::new(ReplayScheduler::new_from_schedule(schedule), quiet()).run(move || {
+                world::run(&s3);
+            })
         })
     }));
     let again = message(&*replayed.expect_err("the replayed schedule fails again"));

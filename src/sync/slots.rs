@@ -14,7 +14,7 @@
 
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytemuck::{Pod, Zeroable};
@@ -116,7 +116,7 @@ impl<'a> Slots<'a> {
     pub fn claim(&self, pid: u32) -> Result<OwnerId, LockError> {
         for slot in 0..self.count {
             let fl = self.flock(slot, libc::F_WRLCK as libc::c_short);
-            match fcntl(self.fd.as_raw_fd(), FcntlArg::F_OFD_SETLK(&fl)) {
+            match fcntl(self.fd, FcntlArg::F_OFD_SETLK(&fl)) {
                 Ok(_) => {}
                 Err(Errno::EAGAIN) | Err(Errno::EACCES) => continue,
                 Err(e) => return Err(LockError::Io(io::Error::from(e))),
@@ -138,7 +138,7 @@ impl<'a> Slots<'a> {
     /// Gives `owner`'s slot back (on detach).
     pub fn release(&self, owner: OwnerId) -> Result<(), LockError> {
         let fl = self.flock(owner.slot(), libc::F_UNLCK as libc::c_short);
-        fcntl(self.fd.as_raw_fd(), FcntlArg::F_OFD_SETLK(&fl))
+        fcntl(self.fd, FcntlArg::F_OFD_SETLK(&fl))
             .map(drop)
             .map_err(|e| LockError::Io(io::Error::from(e)))
     }
@@ -159,7 +159,7 @@ impl<'a> Slots<'a> {
             return unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
         }
         let mut fl = self.flock(owner.slot(), libc::F_WRLCK as libc::c_short);
-        match fcntl(self.fd.as_raw_fd(), FcntlArg::F_OFD_GETLK(&mut fl)) {
+        match fcntl(self.fd, FcntlArg::F_OFD_GETLK(&mut fl)) {
             Ok(_) => fl.l_type != libc::F_UNLCK as libc::c_short,
             // Unknown is not dead.
             Err(_) => true,
