@@ -12,10 +12,17 @@
 //!
 //! See docs/lock-protocol.md for what these models cover and what they do not.
 
-// Built into both model binaries; each uses a different part of the builder API.
-#[allow(dead_code)]
 #[path = "common/world.rs"]
 mod world;
+
+// The configurations of both checkers: this binary runs the loom ones.
+#[allow(dead_code)]
+#[path = "common/scenarios.rs"]
+mod scenarios;
+
+// The seeded bugs, one table for both checkers: each row runs through `check` below.
+#[path = "common/mutants.rs"]
+mod mutants;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -23,9 +30,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mapheap::mutant::{self, Mutant};
-use mapheap::sync::CrashPoint;
 
-use world::{Actor, Fate, Scenario, Stats};
+use mutants::{message, Outcome, Row};
+use scenarios::{
+    dies_after_release, dies_after_release_three, dies_at_lock_acquired, dies_holding,
+    recoverer_dies, three, two, two_twice,
+};
+use world::{Scenario, Stats};
 
 /// The loom flavour of what `world.rs` needs.
 mod backend {
@@ -116,13 +127,6 @@ fn passes(s: Scenario) {
     world::assert_reached(&s, &st);
 }
 
-fn message(e: &(dyn std::any::Any + Send)) -> String {
-    e.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "<non-string panic>".into())
-}
-
 /// Runs `s` with `m` switched on and asserts that loom fails it with a message containing
 /// one of `expect`. Returns (executions until the failure, time).
 fn catches(m: Mutant, s: Scenario, expect: &[&str]) -> (usize, Duration) {
@@ -158,86 +162,15 @@ fn catches(m: Mutant, s: Scenario, expect: &[&str]) -> (usize, Duration) {
     (n, took)
 }
 
-const LOST_WAKEUP: &[&str] = &["lost wake-up", "deadlock"];
-const RACE: &[&str] = &["Causality violation"];
-const EXCLUSION: &[&str] = &[
-    "Causality violation",
-    "mutual exclusion violated",
-    "does not own the lock",
-    "lost update",
-];
-
-// ---- configurations ----------------------------------------------------------------------
-
-fn two() -> Scenario {
-    Scenario::new("2 threads x 1 round", &[Actor::rounds(1), Actor::rounds(1)])
-}
-
-fn two_twice() -> Scenario {
-    Scenario::new(
-        "2 threads x 2 rounds",
-        &[Actor::rounds(2), Actor::rounds(1)],
-    )
-}
-
-fn three() -> Scenario {
-    Scenario::new(
-        "3 threads x 1 round",
-        &[Actor::rounds(1), Actor::rounds(1), Actor::rounds(1)],
-    )
-}
-
-fn dies_holding() -> Scenario {
-    Scenario::new(
-        "owner dies holding, 2 waiters",
-        &[
-            Actor::rounds(1).fate(Fate::DieHolding { round: 0 }),
-            Actor::rounds(1),
-            Actor::rounds(1),
-        ],
-    )
-}
-
-fn dies_at_lock_acquired() -> Scenario {
-    Scenario::new(
-        "dies at LockAcquired",
-        &[
-            Actor::rounds(1).fate(Fate::DieAt(CrashPoint::LockAcquired, 1)),
-            Actor::rounds(1),
-        ],
-    )
-}
-
-fn dies_after_release() -> Scenario {
-    Scenario::new(
-        "dies at UnlockReleased (before the wake)",
-        &[
-            Actor::rounds(1).fate(Fate::DieAt(CrashPoint::UnlockReleased, 1)),
-            Actor::rounds(1),
-        ],
-    )
-}
-
-fn dies_after_release_three() -> Scenario {
-    Scenario::new(
-        "dies at UnlockReleased, 2 others",
-        &[
-            Actor::rounds(1).fate(Fate::DieAt(CrashPoint::UnlockReleased, 1)),
-            Actor::rounds(1),
-            Actor::rounds(1),
-        ],
-    )
-}
-
-fn recoverer_dies() -> Scenario {
-    Scenario::new(
-        "owner dies holding, recoverer dies at TakeoverDone",
-        &[
-            Actor::rounds(1).fate(Fate::DieHolding { round: 0 }),
-            Actor::rounds(1).fate(Fate::DieAt(CrashPoint::TakeoverDone, 1)),
-            Actor::rounds(1),
-        ],
-    )
+/// Loom's part of a row of the mutant table (models/common/mutants.rs).
+fn check(row: Row) {
+    let scenario = (row.loom.scenario)();
+    match row.loom.outcome {
+        Outcome::Caught(reasons) => {
+            catches(row.mutant, scenario, reasons);
+        }
+        Outcome::Survives => mutant::with(row.mutant, || passes(scenario)),
+    }
 }
 
 // ---- the protocol passes -------------------------------------------------------------------
@@ -297,67 +230,4 @@ fn mutant_switch_reaches_loom_threads() {
     });
     assert!(seen.load(Relaxed) > 0);
     assert!(!mutant::active(Mutant::UnlockWithoutWake));
-}
-
-// ---- each seeded bug is caught -------------------------------------------------------------
-
-#[test]
-fn mutant_unlock_without_wake_is_caught() {
-    catches(Mutant::UnlockWithoutWake, two(), LOST_WAKEUP);
-}
-
-#[test]
-fn mutant_wake_before_release_is_caught() {
-    catches(Mutant::WakeBeforeRelease, two(), LOST_WAKEUP);
-}
-
-#[test]
-fn mutant_woken_takes_without_waiters_is_caught() {
-    // Needs a second sleeper that the woken thread forgets about.
-    catches(Mutant::WokenTakesWithoutWaiters, three(), LOST_WAKEUP);
-}
-
-#[test]
-fn mutant_woken_takes_without_waiters_survives_two_threads() {
-    // With one sleeper there is nobody to forget: the bug needs 3 threads, as documented.
-    mutant::with(Mutant::WokenTakesWithoutWaiters, || passes(two()));
-}
-
-#[test]
-fn mutant_relaxed_acquire_is_caught() {
-    catches(Mutant::RelaxedAcquire, two(), RACE);
-}
-
-#[test]
-fn mutant_relaxed_release_is_caught() {
-    catches(Mutant::RelaxedRelease, two(), RACE);
-}
-
-#[test]
-fn mutant_wait_means_ownership_is_caught() {
-    catches(Mutant::WaitMeansOwnership, two(), EXCLUSION);
-}
-
-#[test]
-fn mutant_recovery_drops_waiters_is_caught() {
-    catches(Mutant::RecoveryDropsWaiters, dies_holding(), LOST_WAKEUP);
-}
-
-#[test]
-fn mutant_takeover_by_store_is_caught() {
-    // The owner dies between its release and its wake; the sleeper's takeover store lands on
-    // a free (or newly taken) word. loom's store-vs-RMW weakness (issue 254) cannot make this
-    // pass, only fail in another way, so any failure counts; the shuttle model catches the
-    // same mutant without that caveat.
-    catches(
-        Mutant::TakeoverByStore,
-        dies_after_release_three(),
-        &[
-            "Causality violation",
-            "mutual exclusion violated",
-            "does not own the lock",
-            "recovered",
-            "deadlock",
-        ],
-    );
 }

@@ -17,19 +17,29 @@
 #[path = "common/world.rs"]
 mod world;
 
+// The configurations of both checkers: this binary runs the shuttle ones.
+#[allow(dead_code)]
+#[path = "common/scenarios.rs"]
+mod scenarios;
+
+// The seeded bugs, one table for both checkers: each row runs through `check` below.
+#[path = "common/mutants.rs"]
+mod mutants;
+
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mapheap::mutant::{self, Mutant};
-use mapheap::sync::CrashPoint;
 use shuttle::scheduler::{
     PctScheduler, RandomScheduler, ReplayScheduler, Schedule, Scheduler, Task, TaskId,
 };
 use shuttle::{Config, Runner};
 
-use world::{Actor, Fate, Scenario, Stats};
+use mutants::{message, Outcome, Row};
+use scenarios::{contended, contended_strict, deaths, deaths_strict};
+use world::{Scenario, Stats};
 
 /// The shuttle flavour of what `world.rs` needs.
 mod backend {
@@ -77,69 +87,6 @@ fn iterations(default: usize) -> usize {
 
 const DEFAULT_ITERS: usize = 2000;
 const PCT_DEPTH: usize = 3;
-/// Spurious returns: each `wait` returns early as Woken 1 time in 8, as TimedOut 1 in 8.
-const SPURIOUS: u32 = 8;
-
-// ---- configurations ----------------------------------------------------------------------
-
-fn contended() -> Scenario {
-    Scenario::new(
-        "4 threads x 4 rounds",
-        &[
-            Actor::rounds(4),
-            Actor::rounds(4),
-            Actor::rounds(4),
-            Actor::rounds(4),
-        ],
-    )
-    .spurious(SPURIOUS)
-}
-
-fn contended_strict() -> Scenario {
-    Scenario::new(
-        "4 threads x 3 rounds, no spurious returns",
-        &[
-            Actor::rounds(3),
-            Actor::rounds(3),
-            Actor::rounds(3),
-            Actor::rounds(3),
-        ],
-    )
-}
-
-fn deaths() -> Scenario {
-    Scenario::new(
-        "deaths at every crash point, newcomers",
-        &[
-            Actor::rounds(3).fate(Fate::DieAt(CrashPoint::LockAcquired, 2)),
-            Actor::rounds(3).fate(Fate::DieAt(CrashPoint::TakeoverDone, 1)),
-            Actor::rounds(3).fate(Fate::DieAt(CrashPoint::UnlockReleased, 2)),
-            Actor::rounds(3),
-            Actor::rounds(3).newcomer(),
-            Actor::rounds(3)
-                .newcomer()
-                .fate(Fate::DieHolding { round: 1 }),
-        ],
-    )
-    .spurious(SPURIOUS)
-}
-
-fn deaths_strict() -> Scenario {
-    Scenario::new(
-        "deaths, no spurious returns",
-        &[
-            Actor::rounds(2).fate(Fate::DieHolding { round: 0 }),
-            Actor::rounds(2).fate(Fate::DieAt(CrashPoint::TakeoverDone, 1)),
-            Actor::rounds(2).fate(Fate::DieAt(CrashPoint::UnlockReleased, 1)),
-            Actor::rounds(2),
-            Actor::rounds(2).newcomer(),
-        ],
-    )
-}
-
-fn all() -> Vec<Scenario> {
-    vec![contended(), contended_strict(), deaths(), deaths_strict()]
-}
 
 // ---- running -------------------------------------------------------------------------------
 
@@ -191,13 +138,6 @@ fn passes(s: Scenario) {
     // Over both schedulers together: PCT alone, which runs one thread at a time by
     // priority, may e.g. start every newcomer before anybody dies.
     world::assert_reached(&s, &total);
-}
-
-fn message(e: &(dyn std::any::Any + Send)) -> String {
-    e.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "<non-string panic>".into())
 }
 
 /// The failure itself: the first line of the panic's message (shuttle 0.9 passes a task's
@@ -335,13 +275,14 @@ fn catches_with(m: Mutant, s: &Scenario, sched: Sched, expect: &[&str]) -> (usiz
     (n, took)
 }
 
-const LOST_WAKEUP: &[&str] = &["lost wake-up", "deadlock"];
-const EXCLUSION: &[&str] = &[
-    "mutual exclusion violated",
-    "does not own the lock",
-    "lost update",
-    "recovered",
-];
+/// Shuttle's part of a row of the mutant table (models/common/mutants.rs).
+fn check(row: Row) {
+    let scenario = (row.shuttle.scenario)();
+    match row.shuttle.outcome {
+        Outcome::Caught(reasons) => catches(row.mutant, scenario, reasons),
+        Outcome::Survives => mutant::with(row.mutant, || passes(scenario)),
+    }
+}
 
 // ---- the protocol passes -------------------------------------------------------------------
 
@@ -400,7 +341,7 @@ fn replay() {
     ) else {
         return;
     };
-    let s = all()
+    let s = scenarios::all()
         .into_iter()
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("no configuration named {name:?}"));
@@ -418,52 +359,5 @@ fn replay() {
     match m {
         Some(m) => mutant::with(m, run),
         None => run(),
-    }
-}
-
-// ---- each seeded bug is caught -------------------------------------------------------------
-
-#[test]
-fn mutant_unlock_without_wake_is_caught() {
-    catches(Mutant::UnlockWithoutWake, contended_strict(), LOST_WAKEUP);
-}
-
-#[test]
-fn mutant_wake_before_release_is_caught() {
-    catches(Mutant::WakeBeforeRelease, contended_strict(), LOST_WAKEUP);
-}
-
-#[test]
-fn mutant_woken_takes_without_waiters_is_caught() {
-    catches(
-        Mutant::WokenTakesWithoutWaiters,
-        contended_strict(),
-        LOST_WAKEUP,
-    );
-}
-
-#[test]
-fn mutant_wait_means_ownership_is_caught() {
-    catches(Mutant::WaitMeansOwnership, contended(), EXCLUSION);
-}
-
-#[test]
-fn mutant_takeover_by_store_is_caught() {
-    catches(Mutant::TakeoverByStore, deaths(), EXCLUSION);
-}
-
-#[test]
-fn mutant_recovery_drops_waiters_is_caught() {
-    catches(Mutant::RecoveryDropsWaiters, deaths_strict(), LOST_WAKEUP);
-}
-
-/// Shuttle runs every atomic as SeqCst: a missing Acquire or Release is invisible to it.
-/// This documents the limit (loom catches both).
-#[test]
-fn mutant_relaxed_orderings_are_invisible_to_shuttle() {
-    for m in [Mutant::RelaxedAcquire, Mutant::RelaxedRelease] {
-        mutant::with(m, || {
-            explore(&contended_strict(), RandomScheduler::new(50));
-        });
     }
 }
