@@ -160,6 +160,8 @@ fn catches(m: Mutant, s: Scenario, expect: &[&str]) -> (usize, Duration) {
 
 const LOST_WAKEUP: &[&str] = &["lost wake-up", "deadlock"];
 const RACE: &[&str] = &["Causality violation"];
+/// A waiter that never makes progress spins; loom bounds the branches of one execution.
+const SPIN: &[&str] = &["maximum number of branches"];
 const EXCLUSION: &[&str] = &[
     "Causality violation",
     "mutual exclusion violated",
@@ -321,6 +323,12 @@ fn mutant_woken_takes_without_waiters_is_caught() {
 fn mutant_woken_takes_without_waiters_survives_two_threads() {
     // With one sleeper there is nobody to forget: the bug needs 3 threads, as documented.
     mutant::with(Mutant::WokenTakesWithoutWaiters, || passes(two()));
+}
+
+#[test]
+fn mutant_stale_word_after_wait_is_caught() {
+    // The woken waiter keeps sleeping on the word it saw before, which has moved on (L6).
+    catches(Mutant::StaleWordAfterWait, two(), SPIN);
 }
 
 #[test]

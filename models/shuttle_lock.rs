@@ -418,6 +418,17 @@ fn mutant_wait_means_ownership_is_caught() {
 }
 
 #[test]
+fn mutant_stale_word_after_wait_is_caught() {
+    // The woken waiter keeps sleeping on the word it saw before, which has moved on (L6):
+    // it spins until shuttle's step bound ends the execution.
+    catches(
+        Mutant::StaleWordAfterWait,
+        contended(),
+        &["exceeded max_steps bound"],
+    );
+}
+
+#[test]
 fn mutant_takeover_by_store_is_caught() {
     catches(Mutant::TakeoverByStore, deaths(), EXCLUSION);
 }

@@ -15,7 +15,6 @@ use crate::ensure;
 use crate::fork_support::*;
 use crate::workload::*;
 
-
 /// Death at `point` on its `nth` pass, then again (in a fresh heap) later: on passes
 /// `nth + 7 k^2` for `k < 3 * scale`.
 pub fn repeated(point: CrashPoint, nth: u32, want: Expect) -> TestResult {

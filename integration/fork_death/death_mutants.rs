@@ -13,7 +13,6 @@ use crate::ensure;
 use crate::fork_support::*;
 use crate::workload::*;
 
-
 /// A process dies holding the lock and is left a zombie; two others, with `m` switched on,
 /// wait for the lock. Returns whether they took it over while the owner was a zombie, and
 /// whether they did once it was reaped.

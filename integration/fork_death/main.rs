@@ -33,7 +33,9 @@ use workload::{expect, Expect};
 /// Death at `point` on its `nth` pass, then on later passes (more blocks, splits and
 /// growths behind it), with the repair `want`.
 fn at(name: &'static str, point: CrashPoint, nth: u32, want: Expect) -> Case {
-    case(name, b(240), move || crash_points::repeated(point, nth, want))
+    case(name, b(240), move || {
+        crash_points::repeated(point, nth, want)
+    })
 }
 
 fn main() -> ExitCode {
@@ -88,11 +90,7 @@ fn main() -> ExitCode {
                 b(120),
                 crash_points::death_during_takeover,
             ),
-            case(
-                "owner_death_at_random_moments",
-                b(240),
-                kills::random_kills,
-            ),
+            case("owner_death_at_random_moments", b(240), kills::random_kills),
             case(
                 "zombie_owner_at_lock_acquired_is_recovered_before_reaping",
                 b(120),

@@ -80,4 +80,3 @@ fn stress_catches(m: Mutant, kill_rate: f64) -> TestResult {
         "{m:?} not caught by stress: no violation in 3 runs ({kills:?} kills)"
     ))
 }
-

@@ -113,4 +113,3 @@ fn contend(inherited: &Heap, path: &Path, me: u64, iters: u64) -> TestResult {
     }
     Ok(())
 }
-

@@ -130,4 +130,3 @@ pub fn mutant_wrong_base() -> TestResult {
     note(format!("caught: the child ended with {e:?}"));
     Ok(())
 }
-

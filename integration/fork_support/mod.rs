@@ -214,12 +214,7 @@ pub fn check_block(g: &HeapGuard<'_>, off: u64) -> Result<BlockHead, String> {
 
 /// Every block this process was told it owns (`mine[col] = (offset, seed)`) is published in
 /// its row where it put it, and intact.
-pub fn verify_mine(
-    g: &HeapGuard<'_>,
-    c: &Ctl,
-    me: u64,
-    mine: &[Option<(u64, u64)>],
-) -> TestResult {
+pub fn verify_mine(g: &HeapGuard<'_>, c: &Ctl, me: u64, mine: &[Option<(u64, u64)>]) -> TestResult {
     let r = row(g, c, me)?;
     for (col, m) in mine.iter().enumerate() {
         let want = m.map_or(0, |(b, _)| b);

@@ -15,18 +15,22 @@
 //! * standard output carries only libtest's protocol (nextest parses `--list`); a binary's
 //!   header (seed, scale) and the figures a test reports (`note`) go to standard error.
 
+#![allow(dead_code)]
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use mapheap::watchdog::CHILD_ENV;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// A test's outcome: `Err` says what was wrong.
 pub type TestResult = Result<(), String>;
 
-/// Exit status of a process whose watchdog fired (as `timeout(1)` uses).
-pub const WATCHDOG_EXIT: i32 = 124;
+/// Exit status of a process whose watchdog fired, the same as the lib tests' watchdog.
+pub use mapheap::watchdog::WATCHDOG_EXIT;
 
 /// Fails the test with a message unless `cond` holds.
 #[macro_export]
@@ -88,6 +92,10 @@ pub fn run(binary: &'static str, header: Option<String>, cases: Vec<Case>) -> Ex
         eprintln!("{binary}: ignoring --test-threads: these tests fork, so they run one at a time");
     }
     args.test_threads = Some(1);
+    if std::env::var_os(CHILD_ENV).is_some() {
+        // Run again by `mapheap::watchdog::run_test`: the mutant is on for the process.
+        mapheap::mutant::init_from_env();
+    }
     if !args.list {
         if let Some(h) = &header {
             eprintln!("{binary}: {h}");
