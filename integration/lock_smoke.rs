@@ -40,11 +40,12 @@ const NSLOTS: u32 = 16;
 const FILE_LEN: u64 = 4096;
 const LOCK_BASE: u64 = 2048;
 const PROBE: Duration = Duration::from_millis(10);
-/// How long the parent waits for its children; below the tests' bounds, so a child that
-/// never finishes is reported as such before the watchdog ends the process.
-const DEADLINE: Duration = Duration::from_secs(8);
-/// Bound of `contended_increments` and of the death case (each takes well under a second).
+/// Bound of `contended_increments` and of the death case (each takes well under a second):
+/// past it the watchdog ends the process with a message naming the test.
 const BOUND_SECS: u64 = 10;
+/// How long the parent waits for its children: past the bound, so that a hang, of the
+/// parent or of a child, is always reported the same way, by the watchdog.
+const DEADLINE: Duration = Duration::from_secs(2 * BOUND_SECS);
 
 /// One process's attachment: its own open file description (hence its own OFD locks), its
 /// own mapping, its own slot.
