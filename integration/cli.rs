@@ -4,6 +4,9 @@
 //!   counters, the anchors' workload sequence, payload tags, a clean heap afterwards) and
 //!   prints every key scripts/bench-vs-anchors.sh reads, as `key<TAB>value<TAB>unit`.
 //! * `mapheap check` on a heap whose lock owner died: it says it recovered, and exits 0.
+//!
+//! Each test waits for the binary, so each has a watchdog (`mapheap::watchdog!`): a run that
+//! does not end fails the test process within the stated bound instead of hanging it.
 
 use std::path::Path;
 use std::process::Command;
@@ -30,6 +33,7 @@ fn mapheap(cwd: &Path, args: &[&str]) -> String {
 
 #[test]
 fn check_reports_a_takeover_done_inside_open() {
+    let _watchdog = mapheap::watchdog!(120);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.heap");
     let heap = Heap::create(&path, 256 << 10).unwrap();
@@ -46,6 +50,7 @@ fn check_reports_a_takeover_done_inside_open() {
 
 #[test]
 fn a_short_run_of_every_figure_passes_its_own_checks_and_prints_every_key() {
+    let _watchdog = mapheap::watchdog!(120);
     let dir = tempfile::tempdir().unwrap();
     let stdout = mapheap(
         dir.path(),
@@ -103,6 +108,7 @@ fn a_short_run_of_every_figure_passes_its_own_checks_and_prints_every_key() {
 /// temporary file it is built in goes there too and is renamed away.
 #[test]
 fn create_and_check_a_heap_named_without_a_directory() {
+    let _watchdog = mapheap::watchdog!(120);
     let dir = tempfile::tempdir().unwrap();
     mapheap(dir.path(), &["create", "h.heap", "--size", "1M"]);
     assert!(dir.path().join("h.heap").is_file());

@@ -1,8 +1,10 @@
 //! A full disk is an error at growth, never a SIGBUS later (invariant M2).
 //!
-//! Each case runs in a forked child (this binary owns `main`, so it is single-threaded
-//! when it forks) that enters a private mount namespace, mounts a 1 MiB tmpfs, creates a
-//! heap on it and grows the heap past what the file system holds.
+//! Each case runs in a forked child (libtest's protocol through `harness/`, which runs the
+//! tests one at a time on the main thread, so the process is single-threaded when it forks)
+//! that enters a private mount namespace, mounts a 1 MiB tmpfs, creates a heap on it and
+//! grows the heap past what the file system holds. The parent reaps the child with a
+//! deadline; each test's watchdog bounds the rest.
 //! * correct code: `grow` returns `Error::NoSpace`, the heap is unchanged and clean;
 //! * `Mutant::GrowWithoutReserve` (sparse `set_len`): `grow` "succeeds" and the first write
 //!   into the new space dies of SIGBUS, which the parent sees as the mutant being caught.
@@ -11,7 +13,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mapheap::mutant::{set_process, Mutant};
+use mapheap::stress::procs::{self, Exit};
 use mapheap::{Error, Heap};
+
+mod harness;
+
+use harness::{case, TestResult};
 
 fn enter_small_fs(dir: &Path) -> Result<(), String> {
     use std::ffi::CString;
@@ -95,71 +102,43 @@ fn child(dir: &Path) -> i32 {
     }
 }
 
-/// Runs `child` in a fork; returns its wait status.
-fn run(mutant: Option<Mutant>) -> i32 {
-    let dir = tempfile::tempdir().unwrap();
-    // SAFETY: this binary owns main and has started no threads, so the child may do
-    // anything; it leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
+/// Runs `child` in a fork (SIGKILLed if this process dies) and reaps it within 60 s.
+fn run(mutant: Option<Mutant>) -> Result<Exit, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    let pid = procs::fork_child(|| {
         set_process(mutant);
-        let code = child(dir.path());
-        // SAFETY: leaving the child without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut status = 0;
-    loop {
-        // SAFETY: reaping our own child without blocking.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return status;
-        }
-        if Instant::now() > deadline {
-            // SAFETY: killing and reaping our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        child(dir.path())
+    })
+    .map_err(|e| format!("fork: {e}"))?;
+    procs::reap(pid, Instant::now() + Duration::from_secs(60)).map_err(|e| format!("reap: {e}"))
 }
 
-fn main() {
-    let mut passed = 0;
-    let mut failed = 0;
-    let mut report = |name: &str, ok: bool, detail: String| {
-        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
-        if ok {
-            passed += 1;
-        } else {
-            failed += 1;
-            println!("  {detail}");
-        }
-    };
-    let st = run(None);
-    report(
-        "full_disk_is_an_error_at_growth",
-        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
-        format!("child status {st:#x}"),
-    );
-    let st = run(Some(Mutant::GrowWithoutReserve));
-    let caught = (libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGBUS)
-        || (libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 6);
-    report(
-        "mutant_grow_without_reserve_is_caught_by_full_disk",
-        caught,
-        format!("child status {st:#x}: a sparse growth went unnoticed"),
-    );
-    println!(
-        "\ntest result: {}. {passed} passed; {failed} failed",
-        if failed == 0 { "ok" } else { "FAILED" }
-    );
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+fn main() -> std::process::ExitCode {
+    harness::run(
+        "disk_full",
+        None,
+        vec![
+            case("full_disk_is_an_error_at_growth", 90, || -> TestResult {
+                match run(None)? {
+                    Exit::Code(0) => Ok(()),
+                    e => Err(format!(
+                        "the child ended with {e:?} (3 unshare or mount, 4 create, 5 another \
+                         error than NoSpace, 6 grew past a full disk, 7 heap changed)"
+                    )),
+                }
+            }),
+            case(
+                "mutant_grow_without_reserve_is_caught_by_full_disk",
+                90,
+                || -> TestResult {
+                    match run(Some(Mutant::GrowWithoutReserve))? {
+                        Exit::Signaled(libc::SIGBUS) | Exit::Code(6) => Ok(()),
+                        e => Err(format!(
+                            "the child ended with {e:?}: a sparse growth went unnoticed"
+                        )),
+                    }
+                },
+            ),
+        ],
+    )
 }

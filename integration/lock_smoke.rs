@@ -3,9 +3,10 @@
 //! FUTEX_PRIVATE_FLAG, OFD byte locks for liveness) across forked processes that each open
 //! and map the file themselves, at addresses other than the parent's.
 //!
-//! `harness = false`: this binary owns `main` and stays single-threaded, so forking is
-//! safe. The parent reaps every child with a deadline and SIGKILLs stragglers. Prints
-//! `N passed, M failed` and exits non-zero on any failure.
+//! `harness = false` with libtest's protocol (`harness/`): one test at a time on the main
+//! thread, which never starts another, so forking is safe. Each test states a bound past
+//! which a watchdog ends the process with a message; the parent reaps every child with a
+//! deadline and SIGKILLs stragglers.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd};
@@ -15,6 +16,10 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapMut, MmapOptions};
+
+mod harness;
+
+use harness::{case, note, TestResult, WATCHDOG_EXIT};
 
 use mapheap::fault;
 use mapheap::mutant::{self, Mutant};
@@ -35,7 +40,12 @@ const NSLOTS: u32 = 16;
 const FILE_LEN: u64 = 4096;
 const LOCK_BASE: u64 = 2048;
 const PROBE: Duration = Duration::from_millis(10);
-const DEADLINE: Duration = Duration::from_secs(60);
+/// Bound of `contended_increments` and of the death case (each takes well under a second):
+/// past it the watchdog ends the process with a message naming the test.
+const BOUND_SECS: u64 = 10;
+/// How long the parent waits for its children: past the bound, so that a hang, of the
+/// parent or of a child, is always reported the same way, by the watchdog.
+const DEADLINE: Duration = Duration::from_secs(2 * BOUND_SECS);
 
 /// One process's attachment: its own open file description (hence its own OFD locks), its
 /// own mapping, its own slot.
@@ -237,7 +247,7 @@ fn contended_increments() -> Result<(), String> {
         "lock not free at the end".into()
     })?;
     let busy = parent.field(BUSY_AT).load(SeqCst);
-    println!("       {busy} of {want} lock calls found the lock held");
+    note(format!("{busy} of {want} lock calls found the lock held"));
     check(busy > 0, || {
         "no lock call ever found the lock held: no contention".into()
     })
@@ -360,7 +370,7 @@ fn mutant_probe_by_kill_is_caught() -> Result<(), String> {
         owner_killed_holding_lock_is_recovered_once,
     ) {
         Err(e) if e.contains("zombie") => {
-            println!("       mutant ProbeByKill caught: {e}");
+            note(format!("mutant ProbeByKill caught: {e}"));
             Ok(())
         }
         Err(e) => Err(format!(
@@ -370,49 +380,72 @@ fn mutant_probe_by_kill_is_caught() -> Result<(), String> {
     }
 }
 
+/// `StaleWordAfterWait`: a waiter goes back to sleep on the word it saw before it slept and
+/// never reads it again, so once the word has moved on it spins for ever. Every process of
+/// `contended_increments` that ever waits hangs, the parent among them; only the test's
+/// watchdog can end it, and must, with its message, within the bound (plus the time to
+/// start the process). The same run without the mutant passes. Run in a child process (this
+/// binary again): the watchdog ends the whole process.
+fn mutant_stale_word_after_wait_is_caught_by_the_watchdog() -> TestResult {
+    let limit = Duration::from_secs(BOUND_SECS + 20);
+    let ok = mapheap::watchdog::run_test("contended_increments", None, &[], limit);
+    check(ok.code == Some(0), || {
+        format!("the same run without the mutant must pass: {ok:?}")
+    })?;
+    let run = mapheap::watchdog::run_test(
+        "contended_increments",
+        Some(Mutant::StaleWordAfterWait),
+        &[],
+        limit,
+    );
+    let said = format!(
+        "watchdog: test contended_increments did not finish within its bound of {BOUND_SECS} s"
+    );
+    check(
+        run.code == Some(WATCHDOG_EXIT) && run.output.contains(&said),
+        || {
+            format!("StaleWordAfterWait not caught by the watchdog (wanted exit {WATCHDOG_EXIT} and {said:?}): {run:?}")
+        },
+    )?;
+    check(run.elapsed >= Duration::from_secs(BOUND_SECS), || {
+        format!(
+            "the watchdog fired after {:?}, before the bound",
+            run.elapsed
+        )
+    })?;
+    note(format!(
+        "caught: the watchdog ended the hung run after {:.1} s",
+        run.elapsed.as_secs_f64()
+    ));
+    Ok(())
+}
+
 fn unsafe_zeroed_siginfo() -> libc::siginfo_t {
     // SAFETY: siginfo_t is a plain C struct for which all-zero bytes are a valid value.
     unsafe { std::mem::zeroed() }
 }
 
-/// A test case: `Err` says what went wrong.
-type Case = fn() -> Result<(), String>;
-
-fn main() {
-    let cases: &[(&str, Case)] = &[
-        ("contended_increments", contended_increments),
-        (
-            "owner_killed_holding_lock_is_recovered_once",
-            owner_killed_holding_lock_is_recovered_once,
-        ),
-        (
-            "mutant_probe_by_kill_is_caught",
-            mutant_probe_by_kill_is_caught,
-        ),
-    ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for &(name, case) in cases {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let start = Instant::now();
-        match case() {
-            Ok(()) => {
-                passed += 1;
-                println!("ok     {name} ({:.2?})", start.elapsed());
-            }
-            Err(e) => {
-                failed += 1;
-                println!("FAILED {name} ({:.2?}): {e}", start.elapsed());
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+fn main() -> std::process::ExitCode {
+    harness::run(
+        "lock_smoke",
+        None,
+        vec![
+            case("contended_increments", BOUND_SECS, contended_increments),
+            case(
+                "owner_killed_holding_lock_is_recovered_once",
+                BOUND_SECS,
+                owner_killed_holding_lock_is_recovered_once,
+            ),
+            case(
+                "mutant_probe_by_kill_is_caught",
+                BOUND_SECS,
+                mutant_probe_by_kill_is_caught,
+            ),
+            case(
+                "mutant_stale_word_after_wait_is_caught_by_the_watchdog",
+                3 * BOUND_SECS + 45,
+                mutant_stale_word_after_wait_is_caught_by_the_watchdog,
+            ),
+        ],
+    )
 }

@@ -549,6 +549,7 @@ fn strategy() -> impl Strategy<Value = Seq> {
 
 #[test]
 fn alloc_model_property_allocator_agrees_with_the_model() {
+    let _watchdog = mapheap::watchdog!(common::bound_secs(2048, 20));
     assert_property(
         "alloc_model",
         common::config(2048, REGRESSIONS),
@@ -605,6 +606,7 @@ fn control_run(seed: u64) {
 
 #[test]
 fn mutant_free_without_coalesce_is_caught_by_alloc_model() {
+    let _watchdog = mapheap::watchdog!(180);
     let out = mutant_run(Mutant::FreeWithoutCoalesce, 0x5eed_0003);
     assert_caught("FreeWithoutCoalesce", "alloc_model", &out);
     control_run(0x5eed_0003);
@@ -612,6 +614,7 @@ fn mutant_free_without_coalesce_is_caught_by_alloc_model() {
 
 #[test]
 fn mutant_bounds_off_by_one_is_caught_by_alloc_model() {
+    let _watchdog = mapheap::watchdog!(180);
     let out = mutant_run(Mutant::BoundsOffByOne, 0x5eed_0005);
     assert_caught("BoundsOffByOne", "alloc_model", &out);
     control_run(0x5eed_0005);
@@ -619,6 +622,7 @@ fn mutant_bounds_off_by_one_is_caught_by_alloc_model() {
 
 #[test]
 fn mutant_no_align_rounding_is_caught_by_alloc_model() {
+    let _watchdog = mapheap::watchdog!(180);
     let out = mutant_run(Mutant::NoAlignRounding, 0x5eed_0006);
     assert_caught("NoAlignRounding", "alloc_model", &out);
     control_run(0x5eed_0006);

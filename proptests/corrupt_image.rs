@@ -570,6 +570,7 @@ fn corrupt_case(c: &Case, mutant: Option<&str>) -> Result<(), TestCaseError> {
 
 #[test]
 fn corrupt_image_property_open_and_check_never_crash() {
+    let _watchdog = mapheap::watchdog!(common::bound_secs(2048, 40));
     assert_property(
         "corrupt_image",
         common::config(2048, REGRESSIONS),
@@ -584,6 +585,7 @@ fn corrupt_image_property_open_and_check_never_crash() {
 /// snapshot taken under the lock, pass every entry point with a clean report.
 #[test]
 fn valid_images_pass_every_entry_point() {
+    let _watchdog = mapheap::watchdog!(60);
     if child_role().as_deref() == Some("corrupt") {
         mutant::init_from_env();
         let path = std::env::var(IMAGE_ENV).expect("MAPHEAP_CORRUPT_IMAGE");
@@ -621,6 +623,7 @@ fn valid_images_pass_every_entry_point() {
 /// dead test binary or a stuck run.
 #[test]
 fn child_isolation_turns_faults_and_hangs_into_failures() {
+    let _watchdog = mapheap::watchdog!(120);
     match child_role().as_deref() {
         Some("segv") => {
             // A read of reserved, inaccessible address space: a real fault.
@@ -672,6 +675,7 @@ fn child_isolation_turns_faults_and_hangs_into_failures() {
 
 #[test]
 fn mutant_trust_capacity_is_caught_by_corrupt_image_property() {
+    let _watchdog = mapheap::watchdog!(180);
     const SEED: u64 = 0x5eed_0004;
     const CASES: u32 = 64;
     let out = run_property(common::mutant_config(CASES, SEED), &case(), |c| {

@@ -281,6 +281,7 @@ fn remap_case(c: &Case) -> Result<(), TestCaseError> {
 #[test]
 fn remap_property_graphs_read_back_identical_through_every_mapping() {
     let _serial = serial();
+    let _watchdog = mapheap::watchdog!(common::bound_secs(1024, 20));
     assert_property(
         "remap_graph",
         common::config(1024, REGRESSIONS),
@@ -296,6 +297,7 @@ const MUTANT_SEED: u64 = 0x5eed_0001;
 #[test]
 fn mutant_absolute_address_is_caught_by_remap_property() {
     let _serial = serial();
+    let _watchdog = mapheap::watchdog!(120);
     let run = || {
         run_property(
             common::mutant_config(MUTANT_CASES, MUTANT_SEED),
@@ -364,6 +366,9 @@ fn mutant_wrong_base_is_caught_by_remap_property() {
         v
     };
     let _serial = serial();
+    // Started under `serial` (it maps a thread stack, see `MAPS`); the children have their
+    // own deadlines, the parent waits for them.
+    let _watchdog = mapheap::watchdog!(180);
     let run = run_child(NAME, &env(Some("WrongBase")), common::child_timeout() * 3);
     // Cases up to the first failure; a fault before any failure ends the count.
     let cases = run

@@ -20,7 +20,7 @@
 #   shuttle  models/shuttle_lock.rs, MAPHEAP_SHUTTLE_ITERS=$DEEP_SHUTTLE_ITERS
 #   props    remap_graph, alloc_model, corrupt_image with PROPTEST_CASES=$DEEP_PROPTEST_CASES
 #   fork     fork_heap, fork_death, lock_smoke, disk_full with MAPHEAP_FORK_SCALE=$DEEP_FORK_SCALE
-#            (harness = false binaries: they take no --skip, so their mutant tests run too)
+#            (their mutant tests run in the mutants tier, like the other tiers')
 #   stress   cargo run --release -- stress --duration $DEEP_STRESS_SECS --kill-rate $DEEP_STRESS_KILL_RATE
 #   fuzz     cargo +nightly fuzz run open_image for $DEEP_FUZZ_SECS seconds, if cargo-fuzz and
 #            a nightly toolchain are installed (skipped otherwise, or with DEEP_FUZZ_SECS=0)
@@ -45,6 +45,8 @@
 #   CARGO_TARGET_DIR                        respected, as by cargo itself
 #
 # Every tier runs all of its test binaries (--no-fail-fast) even when one fails.
+# The bounded tiers (loom, shuttle, props, fork) also run on nextest, shardable across
+# machines: `cargo nextest run --release -P deep` (.config/nextest.toml, docs/testing.md).
 # Exit status: 0 if every tier that ran passed, 1 otherwise; the summary at the end lists
 # each tier's status, time, bounds and log.
 set -euo pipefail
@@ -161,7 +163,7 @@ for t in $tiers; do
             run_tier fork "MAPHEAP_FORK_SCALE=$FORK_SCALE" \
                 env MAPHEAP_FORK_SCALE="$FORK_SCALE" \
                 cargo test --release --no-fail-fast --test fork_heap --test fork_death \
-                --test lock_smoke --test disk_full
+                --test lock_smoke --test disk_full -- --skip mutant
             ;;
         stress)
             run_tier stress "${STRESS_SECS}s, kill rate $STRESS_KILL_RATE/s" \

@@ -51,7 +51,8 @@
 //! protocol and its platforms), [`alloc`] (TLSF over the mapped arena), [`map`] (files and
 //! mappings), [`heap`] (the public handle and guard), [`check`] (the invariant walker).
 //! [`mutant`] and [`fault`] hold the seeded bugs and crash points the tests use; both are
-//! inert in a normal build. docs/invariants.md says which code keeps which invariant and
+//! inert in a normal build (`watchdog`, the tests' bound on blocking, exists only in test
+//! builds). docs/invariants.md says which code keeps which invariant and
 //! which test proves each check can fail.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -69,6 +70,8 @@ pub mod offset;
 pub mod size;
 pub mod stress;
 pub mod sync;
+#[cfg(feature = "mutants")]
+pub mod watchdog;
 
 pub use error::{Error, Result};
 pub use heap::{CreateOptions, Heap, HeapGuard, OpenOptions};

@@ -79,6 +79,9 @@ pub enum Mutant {
     SkipHeaderTag,
     /// An allocation grows the heap past `OpenOptions::grow_limit`.
     GrowPastLimit,
+    /// A waiter goes back to sleep on the value it saw before it slept, without reading
+    /// the word again: once the word has moved on it never takes the lock (it spins).
+    StaleWordAfterWait,
 }
 
 impl Mutant {
@@ -115,6 +118,7 @@ impl Mutant {
         Mutant::IgnoreRootType,
         Mutant::SkipHeaderTag,
         Mutant::GrowPastLimit,
+        Mutant::StaleWordAfterWait,
     ];
 
     /// The mutant whose `Debug` name is `name`.

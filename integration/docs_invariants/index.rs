@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cargo::{parse_cargo, Target};
 use crate::project::Project;
-use crate::source::{glob, ident_at, is_snake_or_glob, keyword_positions, line_of};
+use crate::source::{glob, ident_at, is_ident, is_snake_or_glob, keyword_positions, line_of};
 use crate::src_file::{enum_variants, FnDecl, SrcFile};
 
 /// Where a test lives.
@@ -211,17 +211,47 @@ impl Index {
                 for (i, (lit, ls, _)) in lits.iter().enumerate() {
                     let from = if i == 0 { s } else { lits[i - 1].2 };
                     let to = lits.get(i + 1).map_or(e, |l| l.1);
+                    let mut body = main.with_callees((from, to), "main");
+                    body.push_str(&self.module_callees(main, (from, to)));
                     found.push(Test {
                         name: lit.clone(),
                         loc: TestLoc::Target(name.clone()),
                         file: main.path.clone(),
                         line: line_of(&main.raw, *ls),
-                        body: main.with_callees((from, to), "main"),
+                        body,
                     });
                 }
             }
         }
         self.tests.extend(found);
+    }
+
+    /// The bodies of the fns that `main`'s text in `span` names as `module::f`, where
+    /// `module` is a `mod module;` of `main`'s (one level, like `SrcFile::with_callees`).
+    fn module_callees(&self, main: &SrcFile, span: (usize, usize)) -> String {
+        let mut out = String::new();
+        let code = &main.code[span.0..span.1];
+        for (m, paths) in &main.child_mods {
+            let Some(f) = paths.iter().find_map(|p| self.file(p)) else {
+                continue;
+            };
+            let prefix = format!("{m}::");
+            let mut from = 0;
+            while let Some(k) = code[from..].find(&prefix).map(|k| from + k) {
+                from = k + prefix.len();
+                let before_ok = k == 0 || !is_ident(code.as_bytes()[k - 1]);
+                let Some((name, _)) = ident_at(code, from) else {
+                    continue;
+                };
+                if before_ok {
+                    for d in f.fns.iter().filter(|d| d.name == name) {
+                        out.push('\n');
+                        out.push_str(f.body_text(d));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Tests matching `pat` (a name or glob) at `loc`: a target, a module path suffix, or

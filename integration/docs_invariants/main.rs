@@ -51,8 +51,8 @@
 //! What a test is: in src/ and in `harness = true` targets (and the files their `mod x;`
 //! lines pull in, `#[path]` included) a `fn` with a `#[test]` attribute; in a
 //! `harness = false` target (integration/) the names it registers, i.e. the snake_case
-//! string literals in its `fn main` (`s.run("name", f)`, `("name", f)` tables,
-//! `report("name", …)`), which are also the names the binary prints.
+//! string literals in its `fn main` (`case("name", bound, f)`, `at("name", …)`), which are
+//! also the names its `--list` prints.
 //!
 //! # Mutants
 //!
@@ -63,7 +63,8 @@
 //! mutant before the arrow, if the clause names tests with `mutant` in their name after
 //! it, at least one of those tests mentions that mutant. A test's body is the fn's body
 //! (for a registered name: the text of `main` from the previous name to the next) plus the
-//! bodies of the same file's fns it names, one level deep; so a body that hands the variant
+//! bodies of the same file's fns it names, one level deep (for a registered name also the
+//! fns it names as `module::f`, in the file of a `mod module;` of the target's main file); so a body that hands the variant
 //! to a helper counts, and a test that never touches the variant does not. **(f)** Every test
 //! with `mutant` in its name is named by some row (by name or by a target's glob), so the
 //! table lists every seeded bug's catching test.

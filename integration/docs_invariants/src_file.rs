@@ -26,6 +26,8 @@ pub struct SrcFile {
     pub inline_mods: Vec<(String, usize, usize)>,
     /// `mod name;` with the path it resolves to.
     pub child_files: Vec<String>,
+    /// `mod name;` by name, with the paths it may resolve to.
+    pub child_mods: Vec<(String, Vec<String>)>,
     /// `impl … Type { … }`: type name and span.
     pub impls: Vec<(String, usize, usize)>,
 }
@@ -67,6 +69,7 @@ impl SrcFile {
         }
         let mut inline_mods = Vec::new();
         let mut child_files = Vec::new();
+        let mut child_mods = Vec::new();
         let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
         for k in keyword_positions(&code, "mod") {
             let Some((name, j)) = ident_at(&code, k + 3) else {
@@ -84,13 +87,12 @@ impl SrcFile {
                 let explicit = above
                     .rfind("#[path = \"")
                     .and_then(|p| above[p + 10..].split('"').next());
-                match explicit {
-                    Some(p) => child_files.push(normalize(&format!("{dir}/{p}"))),
-                    None => {
-                        child_files.push(format!("{dir}/{name}.rs"));
-                        child_files.push(format!("{dir}/{name}/mod.rs"));
-                    }
-                }
+                let paths = match explicit {
+                    Some(p) => vec![normalize(&format!("{dir}/{p}"))],
+                    None => vec![format!("{dir}/{name}.rs"), format!("{dir}/{name}/mod.rs")],
+                };
+                child_files.extend(paths.iter().cloned());
+                child_mods.push((name.to_string(), paths));
             }
         }
         let mut impls = Vec::new();
@@ -118,11 +120,12 @@ impl SrcFile {
             fns,
             inline_mods,
             child_files,
+            child_mods,
             impls,
         }
     }
 
-    fn body_text(&self, f: &FnDecl) -> &str {
+    pub fn body_text(&self, f: &FnDecl) -> &str {
         f.body.map_or("", |(s, e)| &self.prose[s..=e])
     }
 

@@ -25,7 +25,7 @@ path = "models/loom_lock.rs"
 
 [[test]]
 name = "fork_heap"
-path = "integration/fork_heap.rs"
+path = "integration/fork_heap/main.rs"
 harness = false
 "#;
 
@@ -91,13 +91,22 @@ fn shared_world_test() {}
 ";
 
 const FORK_RS: &str = "\
-fn main() {
-    let mut s = Suite::new(\"fork_heap\");
-    s.run(\"processes_agree\", agree);
-    s.run(\"mutant_alpha_is_caught_across_processes\", || storm(Mutant::Alpha));
+fn main() -> ExitCode {
+    harness::run(\"fork_heap\", None, vec![
+        case(\"processes_agree\", 10, agree),
+        case(\"mutant_alpha_is_caught_across_processes\", 10, storms::alpha),
+    ])
 }
 
 fn agree() {}
+
+mod storms;
+";
+
+const STORMS_RS: &str = "\
+pub fn alpha() -> TestResult {
+    storm(Mutant::Alpha)
+}
 ";
 
 const DOCS: &str = "\
@@ -118,7 +127,8 @@ fn project() -> Project {
             ("src/widget.rs".into(), WIDGET_RS.into()),
             ("models/loom_lock.rs".into(), LOOM_RS.into()),
             ("models/common/world.rs".into(), WORLD_RS.into()),
-            ("integration/fork_heap.rs".into(), FORK_RS.into()),
+            ("integration/fork_heap/main.rs".into(), FORK_RS.into()),
+            ("integration/fork_heap/storms.rs".into(), STORMS_RS.into()),
         ],
     }
 }
@@ -282,7 +292,7 @@ fn mutant_test_of_another_target_is_caught() {
     });
     assert_one(
         &p,
-        "no test `processes_agree` in target `loom_lock` (it is at integration/fork_heap.rs:3)",
+        "no test `processes_agree` in target `loom_lock` (it is at integration/fork_heap/main.rs:3)",
     );
 }
 
@@ -352,18 +362,18 @@ fn mutant_glob_without_a_target_is_caught() {
 #[test]
 fn mutant_test_no_row_names_is_caught() {
     let p = problems_after(|p| {
-        file(p, "integration/fork_heap.rs").push_str(
-            "fn other() {\n    s.run(\"mutant_beta_is_caught_too\", || storm(Mutant::Beta));\n}\n",
+        file(p, "integration/fork_heap/main.rs").push_str(
+            "fn other() {\n    case(\"mutant_beta_is_caught_too\", 10, || storm(Mutant::Beta));\n}\n",
         );
         replace(
-            file(p, "integration/fork_heap.rs"),
-            "    s.run(\"processes_agree\", agree);\n",
-            "    s.run(\"processes_agree\", agree);\n    s.run(\"mutant_beta_is_caught_too\", || storm(Mutant::Beta));\n",
+            file(p, "integration/fork_heap/main.rs"),
+            "        case(\"processes_agree\", 10, agree),\n",
+            "        case(\"processes_agree\", 10, agree),\n        case(\"mutant_beta_is_caught_too\", 10, || storm(Mutant::Beta)),\n",
         );
     });
     assert_one(
         &p,
-        "integration/fork_heap.rs:4: test `fork_heap: mutant_beta_is_caught_too` has `mutant` in its name but no row",
+        "integration/fork_heap/main.rs:4: test `fork_heap: mutant_beta_is_caught_too` has `mutant` in its name but no row",
     );
 }
 
@@ -445,6 +455,34 @@ fn mutant_registered_test_body_is_its_window_of_main() {
     assert_one(
         &p,
         "`Beta` → `fork_heap: mutant_alpha_is_caught_across_processes` but none",
+    );
+}
+
+#[test]
+fn mutant_registered_test_body_reaches_the_module_fns_it_names() {
+    // Only the fork_heap test backs the Alpha claim; its body is `storms::alpha` in
+    // integration/fork_heap/storms.rs, which mentions Alpha.
+    let only_the_fork_test = |p: &mut Project| {
+        replace(
+            &mut p.docs,
+            "`Alpha` → `widget::tests::mutant_alpha_is_caught_by_build`, `fork_heap: mutant_alpha_is_caught_across_processes`",
+            "`Alpha` → `fork_heap: mutant_alpha_is_caught_across_processes`; also \
+                 `widget::tests::mutant_alpha_is_caught_by_build`",
+        )
+    };
+    let p = problems_after(only_the_fork_test);
+    assert!(p.is_empty(), "{p:#?}");
+    let p = problems_after(|p| {
+        only_the_fork_test(p);
+        replace(
+            file(p, "integration/fork_heap/storms.rs"),
+            "storm(Mutant::Alpha)",
+            "storm(other)",
+        );
+    });
+    assert_one(
+        &p,
+        "`Alpha` → `fork_heap: mutant_alpha_is_caught_across_processes` but none of those tests mentions `Alpha`",
     );
 }
 

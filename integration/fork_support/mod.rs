@@ -1,10 +1,10 @@
-//! Support for the fork tests (fork_heap, fork_death): a tiny runner for
-//! `harness = false` binaries, re-exec children, self-verifying blocks and a table of
-//! published blocks in the heap. Processes, shared memory and the generator come from
-//! `mapheap::stress` (the same code `mapheap stress` runs).
+//! Support for the fork tests (fork_heap, fork_death): the run's seed and scale, re-exec
+//! children, self-verifying blocks and a table of published blocks in the heap. The runner
+//! is `crate::harness` (libtest's protocol, one test at a time, a watchdog per test);
+//! processes, shared memory and the generator come from `mapheap::stress` (the same code
+//! `mapheap stress` runs).
 #![allow(dead_code)]
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -15,37 +15,14 @@ use mapheap::stress::procs::{self, Exit};
 use mapheap::stress::rng;
 use mapheap::{CreateOptions, Heap, HeapGuard, Offset, OpenOptions};
 
+use crate::ensure;
+pub use crate::harness::{case, note, Context, TestResult};
 pub use mapheap::stress::procs::{fork_child, mono_ns, reap, reap_all, Pid};
 pub use mapheap::stress::rng::Rng;
 pub use mapheap::stress::shm::Shared;
 
 /// Environment variable that makes a re-executed test binary run a child role.
 pub const ROLE_ENV: &str = "MAPHEAP_FORK_ROLE";
-
-/// A test's outcome: `Err` says what was wrong.
-pub type TestResult = Result<(), String>;
-
-/// Fails the test with a message unless `cond` holds.
-#[macro_export]
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(format!("{} ({}:{})", format!($($fmt)+), file!(), line!()));
-        }
-    };
-}
-
-/// Turns any displayable error into a test failure.
-pub trait Context<T> {
-    /// Adds `what` to the error.
-    fn ctx(self, what: &str) -> Result<T, String>;
-}
-
-impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
-    fn ctx(self, what: &str) -> Result<T, String> {
-        self.map_err(|e| format!("{what}: {e}"))
-    }
-}
 
 /// `MAPHEAP_FORK_SCALE` (default 1): multiplies processes, rounds and kills.
 pub fn scale() -> u64 {
@@ -54,6 +31,11 @@ pub fn scale() -> u64 {
         .and_then(|s| s.parse().ok())
         .filter(|&n| n >= 1)
         .unwrap_or(1)
+}
+
+/// A test's bound at the run's scale: `secs` at scale 1, times the scale.
+pub fn bound(secs: u64) -> u64 {
+    secs * scale()
 }
 
 /// A seed for this run: `MAPHEAP_FORK_SEED` or the clock (printed, so a failure can be
@@ -65,83 +47,43 @@ pub fn seed() -> u64 {
         .unwrap_or_else(|| mono_ns() ^ u64::from(std::process::id()))
 }
 
-/// The runner of one `harness = false` binary.
-pub struct Suite {
-    name: &'static str,
-    filter: Option<String>,
-    passed: usize,
-    failed: Vec<String>,
+/// The line each binary prints (to stderr) before its first test, and each watchdog message
+/// repeats: what a rerun needs to repeat the random choices.
+pub fn header() -> String {
+    format!(
+        "seed {} (MAPHEAP_FORK_SEED), scale {} (MAPHEAP_FORK_SCALE)",
+        seed_value(),
+        scale()
+    )
 }
 
-impl Suite {
-    /// Reads an optional name filter from the arguments (flags are ignored).
-    pub fn new(name: &'static str) -> Suite {
-        let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-        println!(
-            "{name}: seed {} (MAPHEAP_FORK_SEED), scale {} (MAPHEAP_FORK_SCALE)",
-            seed_value(),
-            scale()
-        );
-        Suite {
-            name,
-            filter,
-            passed: 0,
-            failed: Vec::new(),
+/// In a re-executed child (`MAPHEAP_FORK_ROLE` set): switches on `MAPHEAP_MUTANT`, runs the
+/// role and returns its exit status. `None` in the test binary proper, which then starts
+/// the harness: roles are dispatched before any test runs.
+pub fn dispatch_role(roles: impl FnOnce(&str) -> TestResult) -> Option<ExitCode> {
+    let role = std::env::var(ROLE_ENV).ok()?;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process: a re-executed child
+    // dies with the test process that spawned it, as forked children do.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    mapheap::mutant::init_from_env();
+    Some(match roles(&role) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("child {role} (pid {}): {e}", std::process::id());
+            ExitCode::from(1)
         }
-    }
-
-    /// Runs one test unless filtered out; a panic is a failure.
-    pub fn run(&mut self, test: &str, f: impl FnOnce() -> TestResult) {
-        if self.filter.as_deref().is_some_and(|p| !test.contains(p)) {
-            return;
-        }
-        let t0 = Instant::now();
-        let r = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
-            Err(format!(
-                "panicked: {}",
-                p.downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            ))
-        });
-        let secs = t0.elapsed().as_secs_f64();
-        match r {
-            Ok(()) => {
-                println!("test {test} ... ok ({secs:.2} s)");
-                self.passed += 1;
-            }
-            Err(e) => {
-                println!("test {test} ... FAILED ({secs:.2} s)\n    {e}");
-                self.failed.push(test.to_string());
-            }
-        }
-        for n in NOTES.with(|n| std::mem::take(&mut *n.borrow_mut())) {
-            println!("    {n}");
-        }
-    }
-
-    /// Prints `N passed, M failed` and the exit status.
-    pub fn finish(self) -> ExitCode {
-        if !self.failed.is_empty() {
-            println!("{}: failed: {}", self.name, self.failed.join(", "));
-        }
-        println!("{} passed, {} failed", self.passed, self.failed.len());
-        if self.failed.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
-thread_local! {
-    static NOTES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// A line printed under the test's result (figures worth seeing in a passing run).
-pub fn note(line: String) {
-    NOTES.with(|n| n.borrow_mut().push(line));
+/// A forked child's body: `Err` is printed and becomes exit status 1.
+pub fn child(f: impl FnOnce() -> TestResult) -> i32 {
+    match f() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("child {}: {e}", std::process::id());
+            1
+        }
+    }
 }
 
 static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -268,6 +210,25 @@ pub fn check_block(g: &HeapGuard<'_>, off: u64) -> Result<BlockHead, String> {
         return Err(format!("block {off:#x} (seed {}): payload changed", h.seed));
     }
     Ok(h)
+}
+
+/// Every block this process was told it owns (`mine[col] = (offset, seed)`) is published in
+/// its row where it put it, and intact.
+pub fn verify_mine(g: &HeapGuard<'_>, c: &Ctl, me: u64, mine: &[Option<(u64, u64)>]) -> TestResult {
+    let r = row(g, c, me)?;
+    for (col, m) in mine.iter().enumerate() {
+        let want = m.map_or(0, |(b, _)| b);
+        ensure!(
+            r[col] == want,
+            "row {me} col {col} holds {:#x}, wanted {want:#x}",
+            r[col]
+        );
+        if let Some((b, seed)) = m {
+            let h = check_block(g, *b)?;
+            ensure!(h.seed == *seed, "block {b:#x}: seed {} != {seed}", h.seed);
+        }
+    }
+    Ok(())
 }
 
 // ---- a table of published blocks ---------------------------------------------------------

@@ -84,6 +84,9 @@ pub fn message(e: &(dyn std::any::Any + Send)) -> String {
 const LOST_WAKEUP: &[&str] = &["lost wake-up", "deadlock"];
 /// Two critical sections not ordered by happens-before (loom's cell).
 const RACE: &[&str] = &["Causality violation"];
+/// A waiter that spins for ever: loom stops at its branch limit, shuttle at its step bound.
+const SPIN_LOOM: &[&str] = &["maximum number of branches"];
+const SPIN_SHUTTLE: &[&str] = &["exceeded max_steps bound"];
 /// Two threads inside at once: loom's cell, the occupancy check, an unlock by a
 /// non-owner (the protocol's `debug_assert`), or a lost update on the counter.
 const BROKEN_EXCLUSION: &[&str] = &[
@@ -177,6 +180,16 @@ fn mutant_wait_means_ownership_is_caught() {
         mutant: Mutant::WaitMeansOwnership,
         loom: caught(two, BROKEN_EXCLUSION),
         shuttle: caught(contended, BROKEN_EXCLUSION_OR_FALSE_RECOVERY),
+    });
+}
+
+#[test]
+fn mutant_stale_word_after_wait_is_caught() {
+    // The woken waiter keeps sleeping on the word it saw before, which has moved on (L6).
+    check(Row {
+        mutant: Mutant::StaleWordAfterWait,
+        loom: caught(two, SPIN_LOOM),
+        shuttle: caught(contended, SPIN_SHUTTLE),
     });
 }
 

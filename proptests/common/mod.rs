@@ -49,6 +49,13 @@ pub fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
+/// The bound of a property test (its watchdog, `mapheap::watchdog!`): a minute, plus
+/// `ms_per_case` for each case it runs (`cases(default_cases)`), about ten times what a case
+/// takes on two idle cores, so a deep run's larger `PROPTEST_CASES` raises it too.
+pub fn bound_secs(default_cases: u32, ms_per_case: u64) -> u64 {
+    60 + u64::from(cases(default_cases)) * ms_per_case / 1000
+}
+
 /// The configuration of a property in the default run: `cases` (scaled by
 /// `PROPTEST_CASES`), failures persisted to `regressions` (a path under
 /// proptests/regressions/, replayed first on every run), everything else from proptest's

@@ -160,6 +160,7 @@ fn half_made_seen(m: Option<Mutant>) -> usize {
 
 #[test]
 fn mutant_create_in_place_is_caught_by_concurrent_open() {
+    let _watchdog = crate::watchdog!(120);
     if std::env::var_os("MAPHEAP_CREATE_IN_PLACE_CHILD").is_some() {
         // In the child: an in-place create truncates a file another thread has mapped, so
         // besides Format errors the opener may die of SIGBUS; either way it is caught.
@@ -167,19 +168,17 @@ fn mutant_create_in_place_is_caught_by_concurrent_open() {
         return;
     }
     assert_eq!(half_made_seen(None), 0);
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "heap::mutant_tests::mutant_create_in_place_is_caught_by_concurrent_open",
-            "--test-threads=1",
-        ])
-        .env("MAPHEAP_CREATE_IN_PLACE_CHILD", "1")
-        .output()
-        .unwrap();
+    let run = crate::watchdog::run_test(
+        "heap::mutant_tests::mutant_create_in_place_is_caught_by_concurrent_open",
+        None,
+        &[("MAPHEAP_CREATE_IN_PLACE_CHILD", "1")],
+        Duration::from_secs(60),
+    );
+    // A child that hangs until the deadline has not passed either.
     assert!(
-        !out.status.success(),
+        run.code != Some(0),
         "the in-place create went unnoticed: {}",
-        String::from_utf8_lossy(&out.stdout)
+        run.output
     );
 }
 
@@ -256,11 +255,15 @@ fn forked_child_is_refused(m: Option<Mutant>) -> bool {
 
 #[test]
 fn a_forked_child_cannot_use_its_parents_handle() {
+    // Waits for a fork child.
+    let _watchdog = crate::watchdog!(20);
     assert!(forked_child_is_refused(None));
 }
 
 #[test]
 fn mutant_ignore_fork_is_caught_by_the_fork_check() {
+    // Waits for fork children.
+    let _watchdog = crate::watchdog!(20);
     assert!(forked_child_is_refused(None));
     assert!(
         !forked_child_is_refused(Some(Mutant::IgnoreFork)),
@@ -293,6 +296,8 @@ fn other_handle_reads_grown_data(m: Option<Mutant>) -> bool {
 
 #[test]
 fn mutant_stale_mapping_is_caught_by_reading_after_growth() {
+    // Two handles in one thread.
+    let _watchdog = crate::watchdog!(20);
     assert!(other_handle_reads_grown_data(None));
     assert!(!other_handle_reads_grown_data(Some(Mutant::StaleMapping)));
 }
@@ -392,4 +397,36 @@ fn capacity_when_growth_stops(m: Option<Mutant>) -> u64 {
 fn mutant_grow_past_limit_is_caught_by_the_limit() {
     assert!(capacity_when_growth_stops(None) <= 256 << 10);
     assert!(capacity_when_growth_stops(Some(Mutant::GrowPastLimit)) > 256 << 10);
+}
+
+/// `StaleWordAfterWait`: a waiter goes back to sleep on the word it saw before it slept and
+/// never reads it again, so once the word has moved on it spins for ever (L6). In
+/// `threads_share_a_handle` every thread that finds the lock held hangs; only the test's
+/// watchdog can end it, and must, with its message, within the test's bound (plus the time
+/// to start the process); the same run without the mutant passes. The scenario runs in a
+/// child process (this binary again, `--exact`), because the watchdog ends the whole process.
+#[test]
+fn mutant_stale_word_after_wait_is_caught_by_the_watchdog() {
+    use super::tests::SHARED_HANDLE_BOUND_SECS as BOUND;
+    use crate::watchdog::{run_test, WATCHDOG_EXIT};
+    let _watchdog = crate::watchdog!(3 * BOUND + 60);
+    let test = "heap::tests::threads_share_a_handle";
+    let limit = Duration::from_secs(BOUND + 30);
+    let ok = run_test(test, None, &[], limit);
+    assert_eq!(
+        ok.code,
+        Some(0),
+        "the same run without the mutant must pass: {ok:?}"
+    );
+    let run = run_test(test, Some(Mutant::StaleWordAfterWait), &[], limit);
+    let said = format!("watchdog: test {test} did not finish within its bound of {BOUND} s");
+    assert!(
+        run.code == Some(WATCHDOG_EXIT) && run.output.contains(&said),
+        "StaleWordAfterWait not caught by the watchdog (wanted exit {WATCHDOG_EXIT} and {said:?}): {run:?}"
+    );
+    assert!(
+        run.elapsed >= Duration::from_secs(BOUND),
+        "the watchdog fired after {:?}, before the bound",
+        run.elapsed
+    );
 }

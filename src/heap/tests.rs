@@ -132,6 +132,8 @@ fn exhaustion_then_growth() {
 
 #[test]
 fn another_handle_sees_growth_and_remaps() {
+    // Two handles in one thread: a guard left held would block the other for ever.
+    let _watchdog = crate::watchdog!(20);
     let (_d, path, heap) = fresh(64 << 10);
     let other = Heap::open(&path).unwrap();
     let first_base = heap.lock().unwrap().base_address();
@@ -307,6 +309,8 @@ fn open_rejects_bad_images() {
 
 #[test]
 fn a_panic_while_locked_makes_the_next_guard_repair() {
+    // A lock left held by the unwound guard would block the next `lock` for ever.
+    let _watchdog = crate::watchdog!(20);
     let (_d, _p, heap) = fresh(1 << 20);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut g = heap.lock().unwrap();
@@ -320,10 +324,17 @@ fn a_panic_while_locked_makes_the_next_guard_repair() {
     assert!(g.check().is_clean());
 }
 
+/// The bound of `threads_share_a_handle` (it takes well under a second), which
+/// `mutant_stale_word_after_wait_is_caught_by_the_watchdog` checks.
+pub(super) const SHARED_HANDLE_BOUND_SECS: u64 = 10;
+
 #[test]
 fn threads_share_a_handle() {
+    let _watchdog = crate::watchdog!(SHARED_HANDLE_BOUND_SECS);
     let (_d, _p, heap) = fresh(1 << 20);
     let counter = heap.lock().unwrap().find_or_init("c", || 0u64).unwrap();
+    // Held while the threads start, so that they find the lock taken and sleep on it.
+    let first = heap.lock().unwrap();
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
@@ -335,6 +346,8 @@ fn threads_share_a_handle() {
                 }
             });
         }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(first);
     });
     let g = heap.lock().unwrap();
     assert_eq!(g.read(counter).unwrap(), 2000);
@@ -346,6 +359,8 @@ fn threads_share_a_handle() {
 /// must repair, `check` must be clean, and every block committed before must be intact.
 #[test]
 fn a_crash_at_any_allocator_point_is_repaired() {
+    // Every crash unwinds out of a held guard; a lock left held would block for ever.
+    let _watchdog = crate::watchdog!(120);
     use crate::fault::{arm_unwind, CrashPoint};
     // Every point inside a heap change; a new one is covered as soon as it is in `ALL`.
     let points = CrashPoint::ALL.iter().copied().filter(|p| !p.is_lock());
@@ -425,6 +440,7 @@ fn check_after_split_crash(skip_repair: bool) -> crate::check::Report {
 
 #[test]
 fn mutant_skip_repair_is_caught_by_check_after_a_split_crash() {
+    let _watchdog = crate::watchdog!(20);
     assert!(check_after_split_crash(false).is_clean());
     let report = check_after_split_crash(true);
     assert!(!report.is_clean(), "check missed an unrepaired split");
@@ -453,6 +469,7 @@ fn mutant_free_without_coalesce_is_caught_by_check() {
 
 #[test]
 fn allocations_grow_the_heap_up_to_the_limit() {
+    let _watchdog = crate::watchdog!(20);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.heap");
     drop(Heap::create(&path, 64 << 10).unwrap());
@@ -493,6 +510,8 @@ fn allocations_grow_the_heap_up_to_the_limit() {
 /// over from a dead owner: that round goes through a real guard.
 #[test]
 fn raw_lock_rounds_repair_after_an_owners_death() {
+    // Waits for a takeover from a dead owner.
+    let _watchdog = crate::watchdog!(20);
     let (_d, path, dying) = fresh(256 << 10);
     let opts = OpenOptions {
         probe_interval: Duration::from_millis(1),

@@ -12,6 +12,9 @@
 //! * L4 death: a waiter whose wait timed out asks the platform whether the owner named by
 //!   the word it saw is alive; if not, it takes the lock over by CAS from that exact word,
 //!   keeping WAITERS, so exactly one waiter recovers and the others keep sleeping safely.
+//! * L6 progress: after every return from `wait` (woken, time-out, or a word that had
+//!   already moved on) the waiter reads the word again before it decides anything, so it
+//!   never sleeps on a value the word no longer has and takes a freed lock.
 
 use std::sync::atomic::Ordering::{self, Acquire, Relaxed, Release};
 
@@ -108,7 +111,9 @@ fn lock_slow<P: Platform>(p: &P, me: OwnerId, mut c: u32) -> Acquired {
             }
         }
         slept = true;
-        c = p.load(Relaxed);
+        if !active(Mutant::StaleWordAfterWait) {
+            c = p.load(Relaxed);
+        }
     }
 }
 
