@@ -21,9 +21,16 @@
 //! Invariants P1 and P2 (docs/invariants.md): the allocator figures run exactly the
 //! anchors' sequence (checked against `bench_alloc --describe`), and every figure checks
 //! its own result before it is printed.
+//!
+//! Besides the figures, lines starting with `#` say what each figure ran (rounds, the
+//! contended counter read back from the heap, the allocations and frees the loop made, the
+//! remaps averaged); `summarize.awk` skips them. A progress bar shows on standard error
+//! when it is a terminal.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use indicatif::ProgressBar;
 
 use crate::error::{Error, Result};
 use crate::heap::{CreateOptions, Heap};
@@ -72,8 +79,21 @@ pub struct BenchArgs {
     pub only: Vec<String>,
 }
 
-fn emit(key: &str, v: f64, unit: &str) {
-    println!("{key}\t{v:.9}\t{unit}");
+/// Standard output, kept clear of the progress bar.
+struct Out {
+    pb: ProgressBar,
+}
+
+impl Out {
+    /// A figure: `key<TAB>value<TAB>unit`.
+    fn emit(&self, key: &str, v: f64, unit: &str) {
+        self.pb.suspend(|| println!("{key}\t{v:.9}\t{unit}"));
+    }
+
+    /// What a figure ran, as a `#` line.
+    fn note(&self, text: &str) {
+        self.pb.suspend(|| println!("# {text}"));
+    }
 }
 
 /// The anchors' generator: splitmix64.
@@ -151,7 +171,14 @@ struct Counter {
 /// itself; `raw` runs the bare protocol with a counter reached through a pointer resolved
 /// once (as the anchors' mutexes do), otherwise the public guard path resolves the counter
 /// every round. Emits ops/s, handoffs per 1000 ops and overlap under `lock.{variant}.{name}`.
-fn contended(path: &Path, counter: Offset<Counter>, n: u64, nproc: usize, raw: bool) -> Result<()> {
+fn contended(
+    out: &Out,
+    path: &Path,
+    counter: Offset<Counter>,
+    n: u64,
+    nproc: usize,
+    raw: bool,
+) -> Result<()> {
     let (span, overlap) = fork_all(nproc, |i, ctl| {
         let h = Heap::open(path).expect("child open");
         let me = i as u64 + 1;
@@ -200,17 +227,21 @@ fn contended(path: &Path, counter: Offset<Counter>, n: u64, nproc: usize, raw: b
         "lock.contended{nproc}p.{}",
         if raw { "mapheap" } else { "mapheap_guard" }
     );
-    emit(&key, ops / (span as f64 / 1e9), "ops/s");
-    emit(
+    out.emit(&key, ops / (span as f64 / 1e9), "ops/s");
+    out.emit(
         &format!("{key}.handoffs_per_kop"),
         c.handoffs as f64 * 1000.0 / ops,
         "per_kop",
     );
-    emit(&format!("{key}.overlap"), overlap, "frac");
+    out.emit(&format!("{key}.overlap"), overlap, "frac");
+    out.note(&format!(
+        "{key}: counter {} after {nproc} processes x {n} rounds",
+        c.count
+    ));
     Ok(())
 }
 
-fn bench_lock(args: &BenchArgs, path: &Path) -> Result<()> {
+fn bench_lock(out: &Out, args: &BenchArgs, path: &Path) -> Result<()> {
     let mut o = CreateOptions::new(1 << 20);
     o.overwrite = true;
     let heap = Heap::create_with(path, &o)?;
@@ -220,7 +251,7 @@ fn bench_lock(args: &BenchArgs, path: &Path) -> Result<()> {
     recoveries += crate::heap::raw_lock_rounds(&heap, args.lock_iters, || ())?;
     let raw = (mono_ns() - t0) as f64 / args.lock_iters.max(1) as f64;
     assert_eq!(recoveries, 0, "an owner died during the uncontended figure");
-    emit("lock.uncontended.mapheap", raw, "ns/op");
+    out.emit("lock.uncontended.mapheap", raw, "ns/op");
     for _ in 0..10_000 {
         drop(heap.lock()?);
     }
@@ -229,7 +260,11 @@ fn bench_lock(args: &BenchArgs, path: &Path) -> Result<()> {
         drop(heap.lock()?);
     }
     let guard_ns = (mono_ns() - t0) as f64 / args.lock_iters.max(1) as f64;
-    emit("lock.uncontended.mapheap_guard", guard_ns, "ns/op");
+    out.emit("lock.uncontended.mapheap_guard", guard_ns, "ns/op");
+    out.note(&format!(
+        "lock.uncontended: {} timed rounds of each variant after 10000 warm-up rounds",
+        args.lock_iters
+    ));
 
     let counter = heap
         .lock()?
@@ -243,7 +278,7 @@ fn bench_lock(args: &BenchArgs, path: &Path) -> Result<()> {
         [true, false]
     };
     for raw in order {
-        contended(path, counter, args.lock_cont_iters, nproc, raw)?;
+        contended(out, path, counter, args.lock_cont_iters, nproc, raw)?;
     }
     assert!(
         Heap::open(path)?.check()?.is_clean(),
@@ -373,7 +408,7 @@ fn check_workload(seed: u64, nops: u64, target: usize, ran: Workload) {
     }
 }
 
-fn bench_alloc(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
+fn bench_alloc(out: &Out, args: &BenchArgs, path: &std::path::Path) -> Result<()> {
     let seg = 64 << 20;
     let mut o = CreateOptions::new(seg);
     o.overwrite = true;
@@ -386,7 +421,11 @@ fn bench_alloc(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
         let free0 = heap.lock()?.stats().free_bytes;
         let (t0, t1, ran) = alloc_workload(&heap, 42, nops, target, per_op);
         check_workload(42, nops, target, ran);
-        emit(key, nops as f64 / ((t1 - t0) as f64 / 1e9), "ops/s");
+        out.emit(key, nops as f64 / ((t1 - t0) as f64 / 1e9), "ops/s");
+        out.note(&format!(
+            "{key}: {} allocations, {} frees, {} bytes requested in {nops} operations (live target {target})",
+            ran.allocs, ran.frees, ran.bytes
+        ));
         let g = heap.lock()?;
         assert_eq!(g.stats().free_bytes, free0, "leak after the workload");
         assert!(g.check().is_clean(), "heap not clean after the workload");
@@ -402,12 +441,15 @@ fn bench_alloc(args: &BenchArgs, path: &std::path::Path) -> Result<()> {
         ctl.t0[i].store(t0, Ordering::Release);
         ctl.t1[i].store(t1, Ordering::Release);
     })?;
-    emit(
+    out.emit(
         &format!("alloc.{nproc}p.mapheap"),
         (nops * nproc as u64) as f64 / (span as f64 / 1e9),
         "ops/s",
     );
-    emit(&format!("alloc.{nproc}p.mapheap.overlap"), overlap, "frac");
+    out.emit(&format!("alloc.{nproc}p.mapheap.overlap"), overlap, "frac");
+    out.note(&format!(
+        "alloc.{nproc}p.mapheap: {nproc} processes x {nops} operations (live target {target}), each checked against the seeded workload"
+    ));
     let heap = Heap::open(path)?;
     assert!(
         heap.check()?.is_clean(),
@@ -436,7 +478,7 @@ fn touch(g: &crate::heap::HeapGuard<'_>, off: Offset<u8>, len: u64) -> Result<()
 /// check): the mean of `cycles` such locks, in µs, beside the anchors'
 /// `remap_munmap_mmap`. Offsets make the cost independent of N: nothing in the heap is
 /// rewritten on a remap.
-fn bench_remap(args: &BenchArgs, path: &Path) -> Result<()> {
+fn bench_remap(out: &Out, args: &BenchArgs, path: &Path) -> Result<()> {
     let seg = 64u64 << 20;
     let mut o = CreateOptions::new(seg);
     o.overwrite = true;
@@ -461,6 +503,7 @@ fn bench_remap(args: &BenchArgs, path: &Path) -> Result<()> {
             (nodes, fill)
         };
         let mut total = 0u64;
+        let mut remaps = 0u64;
         for _ in 0..cycles {
             {
                 let g = reader.lock()?;
@@ -480,16 +523,18 @@ fn bench_remap(args: &BenchArgs, path: &Path) -> Result<()> {
             let g = reader.lock()?;
             total += mono_ns() - t0;
             assert_eq!(g.capacity(), grown, "the reader did not remap");
+            remaps += 1;
         }
         assert!(
             reader.check()?.is_clean(),
             "heap not clean after the remaps"
         );
-        emit(
-            &format!("map64M.{}.remap.mapheap_{objs}obj", args.remap_label),
-            total as f64 / cycles as f64 / 1e3,
-            "us",
-        );
+        let key = format!("map64M.{}.remap.mapheap_{objs}obj", args.remap_label);
+        out.emit(&key, total as f64 / cycles as f64 / 1e3, "us");
+        out.note(&format!(
+            "{key}: mean of {remaps} remaps, {} objects verified before each",
+            nodes.len()
+        ));
     }
     let _ = std::fs::remove_file(path);
     Ok(())
@@ -497,19 +542,31 @@ fn bench_remap(args: &BenchArgs, path: &Path) -> Result<()> {
 
 /// Runs the figures `args.runs` times, interleaved like the anchors' run.sh.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let want = |g: &str| args.only.is_empty() || args.only.iter().any(|o| o == g);
+    let groups: Vec<&str> = ["lock", "alloc", "remap"]
+        .into_iter()
+        .filter(|g| args.only.is_empty() || args.only.iter().any(|o| o == g))
+        .collect();
+    let runs = args.runs.max(1);
+    let out = Out {
+        pb: crate::progress::bar(
+            u64::from(runs) * groups.len() as u64,
+            "{elapsed_precise} [{bar:30}] {pos}/{len} figure groups, {msg}",
+        ),
+    };
     let pid = std::process::id();
-    for _ in 0..args.runs.max(1) {
-        if want("lock") {
-            bench_lock(args, &args.dir.join(format!("mapheap_lock_{pid}.heap")))?;
-        }
-        if want("alloc") {
-            bench_alloc(args, &args.dir.join(format!("mapheap_alloc_{pid}.heap")))?;
-        }
-        if want("remap") {
-            bench_remap(args, &args.dir.join(format!("mapheap_remap_{pid}.heap")))?;
+    for r in 1..=runs {
+        for &g in &groups {
+            out.pb.set_message(format!("run {r}/{runs}: {g}"));
+            let path = args.dir.join(format!("mapheap_{g}_{pid}.heap"));
+            match g {
+                "lock" => bench_lock(&out, args, &path)?,
+                "alloc" => bench_alloc(&out, args, &path)?,
+                _ => bench_remap(&out, args, &path)?,
+            }
+            out.pb.inc(1);
         }
     }
+    out.pb.finish_and_clear();
     Ok(())
 }
 

@@ -13,7 +13,8 @@ use crate::alloc::{AllocError, Arena, Block};
 use crate::format::{BLOCK_HEADER, FLAG_NEEDS_REPAIR, FL_COUNT, INTENT_NONE, ROOT_COUNT, SL_COUNT};
 
 /// One broken invariant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind")]
 pub enum Violation {
     /// A2: the chain of block headers does not tile the arena.
     Chain {
@@ -145,7 +146,7 @@ impl fmt::Display for Violation {
 }
 
 /// What `check` found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Report {
     /// Blocks on the chain (sentinel excluded).
     pub blocks: u64,

@@ -67,6 +67,7 @@ pub mod heap;
 pub mod map;
 pub mod mutant;
 pub mod offset;
+pub mod progress;
 pub mod size;
 pub mod stress;
 pub mod sync;

@@ -84,7 +84,7 @@ fn corrupt<T>(offset: u64, what: &'static str) -> Result<T> {
 }
 
 /// What [`Arena::repair`] did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RepairReport {
     /// The intent record found (operation code, see `format::INTENT_*`).
     pub intent_op: u64,

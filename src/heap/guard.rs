@@ -29,7 +29,7 @@ pub struct Recovery {
 }
 
 /// Usage figures.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// Bytes of the file in use by the heap.
     pub capacity: u64,
@@ -50,7 +50,7 @@ pub struct Stats {
 }
 
 /// One block of the arena, for `dump`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BlockInfo {
     /// Offset of the header.
     pub offset: u64,

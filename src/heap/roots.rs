@@ -14,7 +14,7 @@ use crate::mutant::{active, Mutant};
 use crate::offset::Offset;
 
 /// A root as listed by [`HeapGuard::roots`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RootInfo {
     /// Its name.
     pub name: String,

@@ -12,6 +12,9 @@
 //!   mid-store and settles it: the directory must hold `old` or `new`, and the mirror takes
 //!   that value. Outside such a record, mirror and directory must always agree; a store lost,
 //!   undone or made by two holders at once breaks that.
+//! * `first_ops`: the kinds of the first [`FIRST_OPS`] operations of worker 0, so a run can
+//!   show which operations its seed chose (with one worker and no kills, the same seed
+//!   chooses the same ones).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 
@@ -29,6 +32,8 @@ pub const MAX_DIR: usize = 1 << 14;
 pub const LAT_CAP: usize = 1 << 16;
 /// Kill times kept, by worker serial.
 pub const KILL_RING: usize = 1 << 16;
+/// Operations of worker 0 whose kinds are recorded.
+pub const FIRST_OPS: usize = 64;
 const MSGS: usize = 8;
 const MSG_LEN: usize = 240;
 
@@ -61,6 +66,8 @@ pub struct Board {
     reg: [AtomicU64; SLOTS],
     pending: [Pending; SLOTS],
     mirror: [AtomicU64; MAX_DIR],
+    first_n: AtomicU32,
+    first_ops: [AtomicU8; FIRST_OPS],
 }
 
 /// Counters read at the end.
@@ -84,6 +91,8 @@ pub struct Tally {
     pub messages: Vec<String>,
     /// Takeover latencies in ns (the newest [`LAT_CAP`]).
     pub latencies: Vec<u64>,
+    /// The kinds of worker 0's first operations (at most [`FIRST_OPS`]).
+    pub first_ops: Vec<OpKind>,
 }
 
 impl Board {
@@ -162,6 +171,16 @@ impl Board {
         }
         if let Some(p) = &done.problem {
             self.violation(p);
+        }
+    }
+
+    /// Records the kind of worker 0's next operation (only worker 0 calls this, so the
+    /// order is its own).
+    pub fn first_op(&self, kind: OpKind) {
+        let i = self.first_n.load(Relaxed) as usize;
+        if i < FIRST_OPS {
+            self.first_ops[i].store(kind.index() as u8, Relaxed);
+            self.first_n.store(i as u32 + 1, Release);
         }
     }
 
@@ -250,6 +269,10 @@ impl Board {
             latencies: self.lat[..n.min(LAT_CAP)]
                 .iter()
                 .map(|l| l.load(SeqCst))
+                .collect(),
+            first_ops: self.first_ops[..self.first_n.load(Acquire) as usize]
+                .iter()
+                .map(|k| OpKind::ALL[k.load(Relaxed) as usize % OpKind::ALL.len()])
                 .collect(),
         }
     }

@@ -156,6 +156,8 @@ pub struct GraphReport {
     pub nodes: u64,
     /// Their payload bytes.
     pub payload_bytes: u64,
+    /// The largest payload of a committed node, in bytes.
+    pub largest_payload: u64,
     /// Every violation of S1-S3.
     pub problems: Vec<String>,
     /// Payload offsets of every block the graph reaches (root, directory, nodes).
@@ -546,6 +548,7 @@ impl Graph {
                     }
                     rep.nodes += 1;
                     rep.payload_bytes += h.len;
+                    rep.largest_payload = rep.largest_payload.max(h.len);
                     rep.live.insert(off);
                     heads.push((off, h));
                 }

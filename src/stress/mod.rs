@@ -6,18 +6,20 @@
 //! * [`board`]: the scoreboard in shared memory (journal of directory stores, takeover
 //!   attribution and latency).
 //! * [`worker`]: a worker's loop.
-//! * [`report`]: the summary.
+//! * [`report`]: the summary; [`json`]: its `--json` form.
 //! * [`procs`], [`shm`], [`rng`]: fork/reap/kill, shared memory, a small generator; the fork
 //!   tests in integration/ use them too.
 //!
 //! The parent never holds a heap handle while workers run and never takes the heap's lock
 //! before they are all gone, so a hung lock cannot hang it; it forks only while it has one
-//! thread (the progress bar never starts its ticker thread), and every fork is checked.
+//! thread (the progress bar never starts its ticker thread, and draws only on a terminal),
+//! and every fork is checked.
 //! Kills come from the parent (`kill(pid, SIGKILL)`), so this works in a release build
 //! without the `mutants` feature.
 
 pub mod board;
 pub mod graph;
+pub mod json;
 pub mod procs;
 pub mod report;
 pub mod rng;
@@ -28,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use board::{Board, MAX_DIR};
 use graph::Graph;
@@ -177,19 +179,21 @@ impl Parent<'_> {
 }
 
 fn progress(duration: Duration) -> ProgressBar {
-    let pb = ProgressBar::new(duration.as_millis() as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent:>3}% {msg}")
-    {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb
+    crate::progress::bar(
+        duration.as_millis() as u64,
+        "{elapsed_precise} [{bar:30}] {percent:>3}% {msg}",
+    )
 }
 
-/// Runs the stress job, prints the summary; `ExitCode::FAILURE` if any violation was found.
-pub fn run(args: &StressArgs) -> Result<ExitCode> {
+/// Runs the stress job, prints the summary (as text, or as JSON if `json`);
+/// `ExitCode::FAILURE` if any violation was found.
+pub fn run(args: &StressArgs, json: bool) -> Result<ExitCode> {
     let summary = run_summary(args)?;
-    println!("{}", summary.render());
+    if json {
+        println!("{}", summary.json());
+    } else {
+        println!("{}", summary.render());
+    }
     Ok(if summary.violations.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -339,11 +343,8 @@ pub fn run_summary(args: &StressArgs) -> Result<Summary> {
             .map(|m| format!("lost store: {m}")),
     );
     let summary = Summary {
-        path: if args.path.is_some() {
-            path.display().to_string()
-        } else {
-            format!("{} (temporary)", path.display())
-        },
+        path: path.display().to_string(),
+        temporary: args.path.is_none(),
         elapsed,
         workers,
         seed,
@@ -355,6 +356,7 @@ pub fn run_summary(args: &StressArgs) -> Result<Summary> {
         final_recoveries,
         check_blocks: (check.blocks, check.free_blocks),
         graph: (verified.slots, verified.nodes, verified.payload_bytes),
+        largest_payload: verified.largest_payload,
         leaked,
         violations,
     };

@@ -8,8 +8,10 @@ use super::graph::OpKind;
 
 /// Everything the summary shows.
 pub struct Summary {
-    /// The heap file and whether it is temporary.
+    /// The heap file.
     pub path: String,
+    /// Whether the heap file was a temporary one (no PATH given), removed after the run.
+    pub temporary: bool,
     /// Wall time of the run (workers running).
     pub elapsed: Duration,
     /// Workers kept running.
@@ -32,6 +34,8 @@ pub struct Summary {
     pub check_blocks: (u64, u64),
     /// Directory slots, committed nodes, their payload bytes.
     pub graph: (u64, u64, u64),
+    /// The largest payload of a committed node, in bytes.
+    pub largest_payload: u64,
     /// Leaked blocks and bytes.
     pub leaked: (u64, u64),
     /// Every violation found (by the workers, the parent and the final verification).
@@ -65,12 +69,13 @@ impl Summary {
             .join(", ");
         let _ = writeln!(
             s,
-            "mapheap stress: {:.1} s, {} workers, seed {}, probe {} ms, heap {}",
+            "mapheap stress: {:.1} s, {} workers, seed {}, probe {} ms, heap {}{}",
             secs,
             self.workers,
             self.seed,
             self.probe.as_millis(),
-            self.path
+            self.path,
+            if self.temporary { " (temporary)" } else { "" }
         );
         let _ = writeln!(
             s,
@@ -131,8 +136,8 @@ impl Summary {
         );
         let _ = writeln!(
             s,
-            "graph         {} committed nodes verified in {} slots ({} payload bytes)",
-            self.graph.1, self.graph.0, self.graph.2
+            "graph         {} committed nodes verified in {} slots ({} payload bytes, largest {})",
+            self.graph.1, self.graph.0, self.graph.2, self.largest_payload
         );
         let _ = writeln!(
             s,

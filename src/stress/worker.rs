@@ -92,6 +92,9 @@ fn run(cfg: &Config<'_>) -> Result<()> {
         let done = graph.random_op(&mut g, &mut rng, cfg.max_payload, &mut journal)?;
         drop(g);
         board.count(&done);
+        if cfg.serial == 0 {
+            board.first_op(done.kind);
+        }
     }
     Ok(())
 }

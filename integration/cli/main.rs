@@ -1,39 +1,29 @@
-//! The `mapheap` command line, run as a user runs it (a process of its own).
+//! The `mapheap` command line, run as a user runs it (a process of its own, within a bound:
+//! [`run`]).
 //!
-//! * `mapheap bench` with tiny bounds: every figure group checks its own results (exact
-//!   counters, the anchors' workload sequence, payload tags, a clean heap afterwards) and
-//!   prints every key scripts/bench-vs-anchors.sh reads, as `key<TAB>value<TAB>unit`.
-//! * `mapheap check` on a heap whose lock owner died: it says it recovered, and exits 0.
-//!
-//! Each test waits for the binary, so each has a watchdog (`mapheap::watchdog!`): a run that
-//! does not end fails the test process within the stated bound instead of hanging it.
+//! * here: `mapheap bench` with tiny bounds (every figure group checks its own results and
+//!   prints every key scripts/bench-vs-anchors.sh reads, as `key<TAB>value<TAB>unit`);
+//!   `check` after a takeover inside open; a heap named without a directory;
+//! * [`json`]: `stat`, `check` and `dump --json` against the library's own figures;
+//! * [`grow`]: `mapheap grow` under the lock, its no-op and its errors;
+//! * [`stress`], [`bench`], [`create`]: every flag changes what the command does;
+//! * [`progress`]: bars on a terminal (a pseudo-terminal), nothing on a pipe;
+//! * [`flags`]: fails when a subcommand has a flag no test names.
 
-use std::path::Path;
-use std::process::Command;
+mod bench;
+mod create;
+mod flags;
+mod grow;
+mod json;
+mod progress;
+mod run;
+mod stress;
 
 use mapheap::Heap;
-
-/// Runs `mapheap ARGS` in `cwd` and returns its standard output; fails the test, showing
-/// both outputs, unless it exits successfully.
-fn mapheap(cwd: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_mapheap"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "mapheap {args:?}: {}\n{stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use run::ok as mapheap;
 
 #[test]
 fn check_reports_a_takeover_done_inside_open() {
-    let _watchdog = mapheap::watchdog!(120);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.heap");
     let heap = Heap::create(&path, 256 << 10).unwrap();
@@ -50,7 +40,6 @@ fn check_reports_a_takeover_done_inside_open() {
 
 #[test]
 fn a_short_run_of_every_figure_passes_its_own_checks_and_prints_every_key() {
-    let _watchdog = mapheap::watchdog!(120);
     let dir = tempfile::tempdir().unwrap();
     let stdout = mapheap(
         dir.path(),
@@ -74,6 +63,7 @@ fn a_short_run_of_every_figure_passes_its_own_checks_and_prints_every_key() {
     );
     let keys: Vec<&str> = stdout
         .lines()
+        .filter(|l| !l.starts_with('#'))
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
             assert_eq!(f.len(), 3, "not key<TAB>value<TAB>unit: {l:?}");
@@ -108,7 +98,6 @@ fn a_short_run_of_every_figure_passes_its_own_checks_and_prints_every_key() {
 /// temporary file it is built in goes there too and is renamed away.
 #[test]
 fn create_and_check_a_heap_named_without_a_directory() {
-    let _watchdog = mapheap::watchdog!(120);
     let dir = tempfile::tempdir().unwrap();
     mapheap(dir.path(), &["create", "h.heap", "--size", "1M"]);
     assert!(dir.path().join("h.heap").is_file());
@@ -118,4 +107,32 @@ fn create_and_check_a_heap_named_without_a_directory() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["h.heap"], "a temporary file was left behind");
+}
+
+/// The bound of every run fires: a `check` blocked on a lock this test holds is killed at
+/// its limit and fails the test with a message, instead of hanging the suite.
+#[test]
+fn a_run_past_its_limit_is_killed_and_fails_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let heap = Heap::create(dir.path().join("h.heap"), 256 << 10).unwrap();
+    let guard = heap.lock().unwrap();
+    let args = ["check", "h.heap"];
+    let child = run::command(dir.path(), &args).spawn().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let t0 = std::time::Instant::now();
+    let failed = std::panic::catch_unwind(|| {
+        run::finish(child, &args, std::time::Duration::from_millis(500))
+    });
+    let msg = match failed {
+        Ok(r) => panic!("a blocked check finished: {r}"),
+        Err(e) => e.downcast_ref::<String>().cloned().unwrap_or_default(),
+    };
+    assert!(msg.contains("did not finish within"), "{msg}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(
+        nix::sys::signal::kill(pid, None),
+        Err(nix::errno::Errno::ESRCH),
+        "the child outlived its bound"
+    );
+    drop(guard);
 }
