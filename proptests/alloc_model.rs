@@ -113,6 +113,8 @@ struct Sut {
     live: Vec<Live>,
     /// Payload offsets freed so far.
     stale: Vec<u64>,
+    /// The heap's own block (the undo log), made by `create`: (start, size).
+    log: (u64, u64),
     capacity: u64,
     seed: u64,
 }
@@ -141,7 +143,13 @@ impl Sut {
             },
         )
         .map_err(|e| f(format!("create: {e}")))?;
-        let capacity = heap.lock().map_err(f)?.capacity();
+        let (capacity, log) = {
+            let g = heap.lock().map_err(f)?;
+            let st = g.stats();
+            let b = st.log_block;
+            let size = g.usable_size(Offset::<u8>::from_raw(b)).map_err(f)? + BLOCK_HEADER;
+            (g.capacity(), (b - BLOCK_HEADER, size))
+        };
         ensure!(capacity == cap, "created {capacity} bytes, asked for {cap}");
         Ok(Sut {
             _dir: dir,
@@ -149,6 +157,7 @@ impl Sut {
             heap,
             live: Vec::new(),
             stale: Vec::new(),
+            log,
             capacity,
             seed: 1,
         })
@@ -161,6 +170,7 @@ impl Sut {
     /// Free gaps of the model, in address order: the arena minus the live extents.
     fn gaps(&self) -> Vec<(u64, u64)> {
         let mut ext: Vec<(u64, u64)> = self.live.iter().map(|l| (l.start(), l.end())).collect();
+        ext.push((self.log.0, self.log.0 + self.log.1));
         ext.sort_unstable();
         let mut gaps = Vec::new();
         let mut at = HEADER_SIZE;
@@ -186,7 +196,10 @@ impl Sut {
         let largest = self.largest_gap();
         let search = tlsf_search(size, align);
         let bound = search.map(tlsf_guaranteed);
-        let result = self.lock()?.alloc_bytes(size, align);
+        // One guard: the block is filled in the transaction that allocated it (a block
+        // this transaction allocated needs no before-image).
+        let mut g = self.heap.lock().map_err(|e| f(format!("lock: {e}")))?;
+        let result = g.alloc_bytes(size, align);
         let fits = bound.is_some_and(|b| largest >= b);
         if bound.is_some_and(|b| largest.abs_diff(b) <= 64) {
             tally::add(&tally::ALLOC_BORDER);
@@ -201,7 +214,6 @@ impl Sut {
                 self.seed += 1;
                 let seed = self.seed;
                 let capacity = self.capacity;
-                let g = self.lock()?;
                 let usable = g.usable_size(o).map_err(f)?;
                 let payload = o.raw();
                 let need = (size.max(MIN_BLOCK - BLOCK_HEADER) + BLOCK_HEADER + 7) & !7;
@@ -235,12 +247,9 @@ impl Sut {
                         l.end()
                     );
                 }
-                drop(g);
                 let data = pattern(seed, usable as usize);
-                self.lock()?
-                    .bytes_mut(o, usable)
-                    .map_err(f)?
-                    .copy_from_slice(&data);
+                g.bytes_mut(o, usable).map_err(f)?.copy_from_slice(&data);
+                drop(g);
                 tally::add(&tally::ALLOC_OK);
                 if align > 8 {
                     tally::add(&tally::ALIGNED);
@@ -476,7 +485,12 @@ impl Sut {
         }
         let gaps = self.gaps();
         let st = g.stats();
-        let used_bytes: u64 = self.live.iter().map(|l| l.usable + BLOCK_HEADER).sum();
+        let used_bytes: u64 = self
+            .live
+            .iter()
+            .map(|l| l.usable + BLOCK_HEADER)
+            .sum::<u64>()
+            + self.log.1;
         let want = (
             st.capacity,
             st.used_blocks,
@@ -487,7 +501,7 @@ impl Sut {
         );
         let model = (
             self.capacity,
-            self.live.len() as u64,
+            self.live.len() as u64 + 1,
             used_bytes,
             gaps.iter().map(|g| g.1).sum::<u64>(),
             gaps.len() as u64,
@@ -509,6 +523,7 @@ impl Sut {
             .iter()
             .map(|l| (l.start(), l.usable + BLOCK_HEADER))
             .collect();
+        model_used.push(self.log);
         model_used.sort_unstable();
         ensure!(
             used == model_used,

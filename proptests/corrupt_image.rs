@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{assert_caught, assert_property, child_role, run_child, run_property, ChildEnd};
-use mapheap::format::{block, Identity, Intent, Root, State, MAX_CAPACITY, MIN_CAPACITY};
+use mapheap::format::{block, Identity, Intent, LogState, Root, State, MAX_CAPACITY, MIN_CAPACITY};
 use mapheap::mutant;
 use mapheap::{CreateOptions, Heap, Offset};
 use proptest::prelude::*;
@@ -240,12 +240,12 @@ enum Field {
     Lock,
     SlotIncarnation(u8),
     SlotPid(u8),
-    /// One of the 12 scalar fields of the state (capacity .. fl_bitmap).
+    /// One of the 15 scalar fields of the state (capacity .. fl_bitmap).
     State(u8),
     SlBitmap(u8),
     /// A free-list head: an `Index` over the non-empty heads (any head if none).
     Head(Index),
-    /// Root `.0`, part `.1`: 0 name, 1 size, 2 align, 3 type hash, 4 offset, 5 reserved.
+    /// Root `.0`, part `.1`: 0 name, 1 size, 2 align, 3 type hash, 4 offset, 5 checksum.
     Root(u8, u8),
 }
 
@@ -255,7 +255,7 @@ fn field() -> impl Strategy<Value = Field> {
         2 => Just(Field::Lock),
         1 => (0u8..4).prop_map(Field::SlotIncarnation),
         1 => (0u8..4).prop_map(Field::SlotPid),
-        6 => (0u8..12).prop_map(Field::State),
+        6 => (0u8..15).prop_map(Field::State),
         1 => (0u8..40).prop_map(Field::SlBitmap),
         3 => any::<Index>().prop_map(Field::Head),
         3 => (0u8..4, 0u8..6).prop_map(|(r, p)| Field::Root(r, p)),
@@ -286,21 +286,25 @@ fn locate(f: &Field, bytes: &[u8]) -> (u64, usize) {
         Field::SlotPid(i) => (SLOTS_OFFSET + 8 * u64::from(i) + 4, 4),
         Field::State(i) => {
             let intent = offset_of!(State, intent);
+            let log = offset_of!(State, log);
             let fields = [
                 offset_of!(State, capacity),
                 offset_of!(State, generation),
+                offset_of!(State, flags),
                 intent + offset_of!(Intent, op),
                 intent + offset_of!(Intent, block),
-                intent + offset_of!(Intent, arg),
-                intent + offset_of!(Intent, arg2),
+                log + offset_of!(LogState, len),
+                log + offset_of!(LogState, done),
+                log + offset_of!(LogState, block),
+                log + offset_of!(LogState, cap),
+                log + offset_of!(LogState, ext),
                 offset_of!(State, used_bytes),
                 offset_of!(State, used_blocks),
                 offset_of!(State, free_bytes),
                 offset_of!(State, free_blocks),
-                offset_of!(State, flags),
                 offset_of!(State, fl_bitmap),
             ];
-            (st(fields[usize::from(i)]), 8)
+            (st(fields[usize::from(i) % fields.len()]), 8)
         }
         Field::SlBitmap(i) => (st(offset_of!(State, sl_bitmap) + 4 * usize::from(i)), 4),
         Field::Head(ix) => {
@@ -324,7 +328,7 @@ fn locate(f: &Field, bytes: &[u8]) -> (u64, usize) {
                 2 => (offset_of!(Root, align), 4),
                 3 => (offset_of!(Root, type_hash), 8),
                 4 => (offset_of!(Root, offset), 8),
-                _ => (offset_of!(Root, reserved), 8),
+                _ => (offset_of!(Root, checksum), 8),
             };
             (st(base + o), w)
         }

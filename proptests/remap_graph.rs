@@ -108,10 +108,14 @@ fn remap_case(c: &Case) -> Result<(), TestCaseError> {
     let dir = common::tempdir();
     let path = dir.path().join("graph.heap");
     let page = common::page_size() as u64;
-    let size = (common::HEADER_SIZE + graph::estimate(&c.graph) * c.fill / 4 + page)
+    // Every batch is one transaction, whose rewrites of existing nodes are logged: the log
+    // gets room for the whole graph once, on top of the graph's own room.
+    let log = graph::estimate(&c.graph) + page;
+    let size = (common::HEADER_SIZE + graph::estimate(&c.graph) * c.fill / 4 + page + log)
         .next_multiple_of(page);
     let create = CreateOptions {
         open: opts(),
+        log_capacity: Some(log),
         ..CreateOptions::new(size)
     };
     let h1 = Heap::create_with(&path, &create)

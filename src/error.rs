@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::alloc::AllocError;
 use crate::format::FormatError;
 use crate::sync::LockError;
+use crate::txn::TxnError;
 
 /// Errors of `Heap` and `HeapGuard`.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,9 @@ pub enum Error {
     /// The allocator refused.
     #[error(transparent)]
     Alloc(#[from] AllocError),
+    /// The transaction layer refused (a full undo log, or a damaged one).
+    #[error(transparent)]
+    Txn(TxnError),
     /// `create` found a file at the path and was not asked to replace it.
     #[error("{0} already exists (pass overwrite to replace it)")]
     Exists(PathBuf),
@@ -85,6 +89,14 @@ pub enum Error {
     /// The root table is full.
     #[error("all root slots are in use")]
     RootTableFull,
+    /// An entry of the root table is damaged (R2): no lookup answers until it is repaired.
+    #[error("root table entry {index} is damaged: {} (run mapheap check)", fault.what())]
+    RootTable {
+        /// The entry.
+        index: usize,
+        /// What is wrong.
+        fault: crate::check::RootFault,
+    },
     /// Repair after an owner's death failed: the heap is corrupt.
     #[error("repair after the lock owner's death failed: {0}")]
     Repair(AllocError),
@@ -92,3 +104,14 @@ pub enum Error {
 
 /// Result of the heap layer.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<TxnError> for Error {
+    /// The allocator's refusals keep their own variant, so that `Error::Alloc(OutOfSpace)`
+    /// means the same inside a transaction as it always did.
+    fn from(e: TxnError) -> Error {
+        match e {
+            TxnError::Alloc(a) => Error::Alloc(a),
+            other => Error::Txn(other),
+        }
+    }
+}

@@ -8,6 +8,16 @@
 //! The lock protocol reports its points through `Platform::crash_point`, so that loom and
 //! shuttle platforms can make one model thread "die" there; the real platform forwards to
 //! [`hit`].
+//!
+//! Beside the named points, every store the heap makes to its file passes [`stored`]
+//! (invariant D2 in `alloc`): a test counts the stores of an operation ([`stores`]) and
+//! then dies after the k-th one, for every k ([`arm_store_unwind`], [`arm_store_kill`]), so
+//! a store added later is covered without anyone placing a point by hand.
+//!
+//! An in-process death ([`arm_unwind`], [`arm_store_unwind`]) unwinds with a [`Crashed`]
+//! payload and marks the thread as dying ([`dying`]): the heap guard then leaves the lock
+//! and the file exactly as they are, as a SIGKILL would, and the test drops the handle (its
+//! slot's OFD lock goes with it) so that a fresh handle takes the lock over.
 
 /// Where a process may be made to die.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,19 +77,86 @@ impl CrashPoint {
 #[cfg(feature = "mutants")]
 mod imp {
     use super::CrashPoint;
-    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
     static POINT: AtomicU32 = AtomicU32::new(0);
     static COUNTDOWN: AtomicU32 = AtomicU32::new(0);
+    /// Kill this process after this many more stores (0: never).
+    static KILL_AFTER_STORES: AtomicU64 = AtomicU64::new(0);
     /// Set once any point was armed: until then `hit` is one load of a global.
     static EVER: AtomicBool = AtomicBool::new(false);
     thread_local! {
-        static UNWIND_AT: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
+        static UNWIND_AT: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+        /// Stores made by this thread since `count_stores` (for the enumeration).
+        static STORES: Cell<u64> = const { Cell::new(0) };
+        /// Unwind after this many more stores (0: never).
+        static UNWIND_AFTER_STORES: Cell<u64> = const { Cell::new(0) };
+        static DYING: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn die_in_process(point: Option<CrashPoint>, store: u64) -> ! {
+        DYING.with(|d| d.set(true));
+        std::panic::resume_unwind(Box::new(super::Crashed { point, store }))
     }
 
     pub fn arm_unwind(point: Option<CrashPoint>, nth: u32) {
         EVER.store(true, Ordering::Relaxed);
+        if point.is_none() {
+            DYING.with(|d| d.set(false));
+        }
         UNWIND_AT.with(|c| c.set((point.map_or(0, |p| p as u32), nth.max(1))));
+    }
+
+    pub fn arm_store_unwind(k: Option<u64>) {
+        EVER.store(true, Ordering::Relaxed);
+        if k.is_none() {
+            DYING.with(|d| d.set(false));
+        }
+        STORES.with(|c| c.set(0));
+        UNWIND_AFTER_STORES.with(|c| c.set(k.unwrap_or(0)));
+    }
+
+    pub fn arm_store_kill(k: Option<u64>) {
+        EVER.store(true, Ordering::Relaxed);
+        KILL_AFTER_STORES.store(k.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub fn count_stores() {
+        EVER.store(true, Ordering::Relaxed);
+        STORES.with(|c| c.set(0));
+    }
+
+    pub fn stores() -> u64 {
+        STORES.with(|c| c.get())
+    }
+
+    pub fn dying() -> bool {
+        EVER.load(Ordering::Relaxed) && DYING.with(|d| d.get())
+    }
+
+    #[inline]
+    pub fn stored() {
+        if !EVER.load(Ordering::Relaxed) {
+            return;
+        }
+        let n = STORES.with(|c| {
+            let n = c.get() + 1;
+            c.set(n);
+            n
+        });
+        if UNWIND_AFTER_STORES.with(|c| c.get()) == n {
+            UNWIND_AFTER_STORES.with(|c| c.set(0));
+            die_in_process(None, n);
+        }
+        let k = KILL_AFTER_STORES.load(Ordering::Relaxed);
+        if k != 0 && KILL_AFTER_STORES.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // SAFETY: raising a signal on ourselves has no memory-safety preconditions;
+            // SIGKILL cannot be caught, so nothing after this line runs.
+            unsafe {
+                libc::raise(libc::SIGKILL);
+            }
+        }
     }
 
     pub fn arm(point: Option<CrashPoint>, nth: u32) {
@@ -97,7 +174,7 @@ mod imp {
         if at == point as u32 {
             if left == 1 {
                 UNWIND_AT.with(|c| c.set((0, 0)));
-                std::panic::resume_unwind(Box::new(super::Crashed(point)));
+                die_in_process(Some(point), STORES.with(|c| c.get()));
             }
             UNWIND_AT.with(|c| c.set((at, left - 1)));
         }
@@ -121,18 +198,78 @@ pub fn arm(point: Option<CrashPoint>, nth: u32) {
     imp::arm(point, nth)
 }
 
-/// The panic payload of a crash simulated by [`arm_unwind`].
+/// The panic payload of a crash simulated by [`arm_unwind`] or [`arm_store_unwind`].
 #[derive(Debug)]
-pub struct Crashed(pub CrashPoint);
+pub struct Crashed {
+    /// The named point it died at, if it died at one.
+    pub point: Option<CrashPoint>,
+    /// How many stores this thread had made since it was armed.
+    pub store: u64,
+}
 
 /// Makes this thread unwind with a [`Crashed`] payload the `nth` time it passes `point`
-/// (`None` disarms). Unwinding leaves the shared memory exactly as a SIGKILL at that
-/// instruction would; the guard being dropped marks the heap for repair. For in-process
-/// tests of the repair; `resume_unwind` skips the panic hook, so nothing is printed.
+/// (`None` disarms, and ends the dying state). Unwinding leaves the shared memory exactly
+/// as a SIGKILL at that instruction would, and the guard being dropped leaves the lock held
+/// (see [`dying`]). For in-process tests of the repair; `resume_unwind` skips the panic
+/// hook, so nothing is printed.
 #[cfg(feature = "mutants")]
 pub fn arm_unwind(point: Option<CrashPoint>, nth: u32) {
     imp::arm_unwind(point, nth)
 }
+
+/// Makes this thread unwind with a [`Crashed`] payload right after its `k`-th store to a
+/// heap file from now (`None` disarms, and ends the dying state). Also restarts the count
+/// of [`stores`].
+#[cfg(feature = "mutants")]
+pub fn arm_store_unwind(k: Option<u64>) {
+    imp::arm_store_unwind(k)
+}
+
+/// Kills this process with SIGKILL right after its `k`-th store from now (any thread;
+/// `None` disarms).
+#[cfg(feature = "mutants")]
+pub fn arm_store_kill(k: Option<u64>) {
+    imp::arm_store_kill(k)
+}
+
+/// Restarts this thread's count of stores (read it with [`stores`]).
+#[cfg(feature = "mutants")]
+pub fn count_stores() {
+    imp::count_stores()
+}
+
+/// Stores this thread made to heap files since [`count_stores`] or an arming.
+#[cfg(feature = "mutants")]
+pub fn stores() -> u64 {
+    imp::stores()
+}
+
+/// Whether this thread is unwinding out of a simulated death: a guard dropped then must
+/// leave everything as it is (no rollback, no unlock), as a killed process would.
+#[cfg(feature = "mutants")]
+#[inline]
+pub fn dying() -> bool {
+    imp::dying()
+}
+
+/// Whether this thread is unwinding out of a simulated death (never, in a normal build).
+#[cfg(not(feature = "mutants"))]
+#[inline(always)]
+pub fn dying() -> bool {
+    false
+}
+
+/// Passes the store crash point: called after every store to a heap file (D2).
+#[cfg(feature = "mutants")]
+#[inline]
+pub fn stored() {
+    imp::stored()
+}
+
+/// Passes the store crash point (nothing in a normal build).
+#[cfg(not(feature = "mutants"))]
+#[inline(always)]
+pub fn stored() {}
 
 /// Marks a crash point in the real code.
 #[cfg(feature = "mutants")]

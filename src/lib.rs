@@ -71,6 +71,7 @@ pub mod progress;
 pub mod size;
 pub mod stress;
 pub mod sync;
+pub mod txn;
 #[cfg(feature = "mutants")]
 pub mod watchdog;
 

@@ -82,6 +82,35 @@ pub enum Mutant {
     /// A waiter goes back to sleep on the value it saw before it slept, without reading
     /// the word again: once the word has moved on it never takes the lock (it spins).
     StaleWordAfterWait,
+    /// An allocation that must grow the heap grows it by the request's search size, not by
+    /// the least block of the class TLSF searches (it may grow and still fail).
+    GrowTooLittle,
+    /// A root name of exactly the longest allowed length is refused.
+    RootNameOffByOne,
+    /// Root entries are trusted without their checksum.
+    IgnoreRootChecksum,
+    /// `create` ignores `CreateOptions::mode` (the file gets 0600).
+    IgnoreMode,
+    /// `check` does not look at the header's bytes that must be zero.
+    SkipZeroCheck,
+    /// `check` does not look at the unknown bits of the state's flags.
+    SkipFlagsCheck,
+    /// The transaction is marked committed by every log append (before the log is whole).
+    CommitBeforeLog,
+    /// `write` stores the new value before saving the before-image.
+    ImageAfterWrite,
+    /// A rollback does not free the blocks its transaction allocated.
+    RollbackKeepsAllocs,
+    /// A deferred free is carried out at once, before the commit.
+    FreeBeforeCommit,
+    /// A rollback clears the log before it restores (a second death loses the rest).
+    ClearLogFirst,
+    /// A write the undo log has no room for is made without a before-image.
+    OverflowSkipsLog,
+    /// A guard dropped by a panic commits instead of rolling back.
+    PanicCommits,
+    /// A free (or a split) writes before it has checked everything it will touch.
+    WriteBeforeCheck,
 }
 
 impl Mutant {
@@ -119,6 +148,20 @@ impl Mutant {
         Mutant::SkipHeaderTag,
         Mutant::GrowPastLimit,
         Mutant::StaleWordAfterWait,
+        Mutant::GrowTooLittle,
+        Mutant::RootNameOffByOne,
+        Mutant::IgnoreRootChecksum,
+        Mutant::IgnoreMode,
+        Mutant::SkipZeroCheck,
+        Mutant::SkipFlagsCheck,
+        Mutant::CommitBeforeLog,
+        Mutant::ImageAfterWrite,
+        Mutant::RollbackKeepsAllocs,
+        Mutant::FreeBeforeCommit,
+        Mutant::ClearLogFirst,
+        Mutant::OverflowSkipsLog,
+        Mutant::PanicCommits,
+        Mutant::WriteBeforeCheck,
     ];
 
     /// The mutant whose `Debug` name is `name`.

@@ -3,7 +3,7 @@
 //! (Whole-heap behaviour is tested through the guard in `heap::tests` and `alloc_model`.)
 
 use super::*;
-use crate::format::FL_COUNT;
+use crate::format::{FL_COUNT, HEADER_SIZE, MIN_BLOCK};
 
 /// A page-aligned, zeroed buffer holding a freshly formatted arena.
 struct Buf {
@@ -24,7 +24,7 @@ impl Buf {
         assert!(!ptr.is_null());
         let b = Buf { ptr, layout };
         let mut a = b.arena();
-        a.state_mut().capacity = capacity;
+        a.store_state(st!(capacity), capacity).unwrap();
         a.format().unwrap();
         b
     }
@@ -46,7 +46,8 @@ impl Drop for Buf {
 #[test]
 fn checked_list_refuses_each_bad_field_alone() {
     let buf = Buf::new(64 << 10);
-    let a = buf.arena();
+    let arena = buf.arena();
+    let a = arena.editor();
     let b = HEADER_SIZE;
     assert!(a.checked_list(b, MIN_BLOCK, 0, 1).is_ok());
     assert!(

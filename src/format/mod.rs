@@ -4,7 +4,8 @@
 //! 0      Identity   64 B  magic, version, geometry, checksum (written once, before rename)
 //! 64     LockArea   64 B  the lock word, alone on its cache line (atomic access only)
 //! 128    SlotRecord × 128 the attachment table (atomic access only)
-//! 2048   State            capacity, generation, intent, counters, bitmaps, roots, free heads
+//! 2048   State            capacity, generation, intent, flags, undo log, counters, bitmaps,
+//!                         roots, free heads (every field an 8-byte word at an 8-aligned offset)
 //! 16384  arena            blocks tiling [HEADER_SIZE, capacity - 8), then the sentinel
 //! ```
 //!
@@ -25,8 +26,9 @@ pub use crate::sync::SlotRecord;
 /// The first eight bytes of every heap file. The last byte is the byte order marker: a
 /// big-endian host would read the version word differently and fail the version check too.
 pub const MAGIC: [u8; 8] = *b"MAPHEAP\x01";
-/// The format version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// The format version this build reads and writes. Version 1 had no undo log and no root
+/// checksums; it is refused by name (`FormatError::BadVersion`), never upgraded in place.
+pub const VERSION: u32 = 2;
 /// Where the arena starts; also the size of the header area.
 pub const HEADER_SIZE: u64 = 16384;
 /// Offset of the lock area.
@@ -37,6 +39,11 @@ pub const SLOTS_OFFSET: usize = 128;
 pub const SLOT_COUNT: u32 = 128;
 /// Offset of the allocator and root state.
 pub const STATE_OFFSET: usize = 2048;
+/// Size of the state: it ends at `STATE_OFFSET + STATE_SIZE` (14672); the header's bytes
+/// from there to `HEADER_SIZE` are zero.
+pub const STATE_SIZE: usize = 12624;
+/// Where the zero bytes after the attachment table start (they run to `STATE_OFFSET`).
+pub const SLOTS_END: usize = SLOTS_OFFSET + SLOT_COUNT as usize * 8;
 /// Number of named roots.
 pub const ROOT_COUNT: usize = 32;
 /// Longest root name in bytes (the field is NUL-padded).
@@ -106,18 +113,17 @@ pub struct LockArea {
     pub pad: [u32; 15],
 }
 
-/// What operation was in flight, for repair after an owner's death.
+/// What operation was in flight, for repair after an owner's death. `op` is written last
+/// when the record is set and first when it is cleared, so `block` means something only
+/// while `op` is not [`INTENT_NONE`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct Intent {
     /// One of the `INTENT_*` constants.
     pub op: u64,
-    /// The block the operation works on.
+    /// The block the operation works on (for a growth: the old sentinel, which sits at the
+    /// old capacity minus 8).
     pub block: u64,
-    /// Operation argument (requested size, old capacity).
-    pub arg: u64,
-    /// Second argument (alignment, new capacity).
-    pub arg2: u64,
 }
 
 /// No operation in flight.
@@ -126,7 +132,8 @@ pub const INTENT_NONE: u64 = 0;
 pub const INTENT_ALLOC: u64 = 1;
 /// A free of `block`.
 pub const INTENT_FREE: u64 = 2;
-/// A growth from `arg` to `arg2` bytes; `block` is the old sentinel.
+/// A growth; `block` is the old sentinel (so the old capacity is `block + 8`, and the new
+/// one is `capacity` once the capacity store has been made).
 pub const INTENT_GROW: u64 = 3;
 
 /// A named root.
@@ -143,13 +150,60 @@ pub struct Root {
     pub type_hash: u64,
     /// Offset of the root's payload.
     pub offset: u64,
-    /// Reserved, zero.
-    pub reserved: u64,
+    /// FNV-1a 64 of the 56 bytes above ([`Root::checksum_of`]); 0 in an unused entry.
+    pub checksum: u64,
+}
+
+impl Root {
+    /// The checksum a used entry with these first 56 bytes must carry.
+    pub fn checksum_of(&self) -> u64 {
+        let bytes = bytemuck::bytes_of(self);
+        fnv1a(&bytes[..std::mem::offset_of!(Root, checksum)])
+    }
+
+    /// Whether the entry is unused (every byte zero).
+    pub fn is_unused(&self) -> bool {
+        bytemuck::bytes_of(self).iter().all(|&b| b == 0)
+    }
 }
 
 /// Set in `State::flags` while the heap must be repaired before use (a guard was dropped
-/// by a panic in the middle of a change).
+/// by a panic and could not roll its transaction back, or a repair failed half-way).
 pub const FLAG_NEEDS_REPAIR: u64 = 1;
+/// Every flag bit this version defines; `check` reports any other bit.
+pub const FLAGS_KNOWN: u64 = FLAG_NEEDS_REPAIR;
+
+/// How many extension segments the undo log may chain (docs/transactions.md).
+pub const LOG_EXTENSIONS: usize = 8;
+
+/// The undo log's descriptor (docs/transactions.md). The log is the payload of a block the
+/// heap owns (`block`, `cap` bytes of it), followed, while a transaction needs more room,
+/// by extension segments: blocks allocated by the transaction and listed in `ext` (each
+/// holding its block's whole payload). Entries fill the segments in order; `len` is the
+/// position after the last entry, counted across the segments.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct LogState {
+    /// Bytes of valid entries, across the segments; bit 63 ([`LOG_COMMITTED`]) once the
+    /// transaction committed. 0 outside a transaction.
+    pub len: u64,
+    /// While committed: how many deferred frees have been carried out, or [`LOG_DONE_ALL`]
+    /// once all of them have. 0 otherwise.
+    pub done: u64,
+    /// Payload offset of the log's own block (never null in a valid file).
+    pub block: u64,
+    /// Bytes of that block the log uses (a multiple of 8, at most its payload).
+    pub cap: u64,
+    /// Payload offsets of the extension segments in use, in order; 0 after the last.
+    pub ext: [u64; LOG_EXTENSIONS],
+}
+
+/// Set in `LogState::len` by the commit store: the transaction is final.
+pub const LOG_COMMITTED: u64 = 1 << 63;
+/// The length part of `LogState::len`.
+pub const LOG_LEN_MASK: u64 = LOG_COMMITTED - 1;
+/// `LogState::done` once every deferred free is done (the extensions are being freed).
+pub const LOG_DONE_ALL: u64 = u64::MAX;
 
 /// Allocator and root state. Read and written only by the lock's owner.
 #[repr(C)]
@@ -159,8 +213,13 @@ pub struct State {
     pub capacity: u64,
     /// Bumped on every growth; a handle that sees a newer value remaps.
     pub generation: u64,
+    /// `FLAG_*` bits.
+    pub flags: u64,
     /// The operation in flight.
     pub intent: Intent,
+    /// The undo log of the transaction in progress. (`capacity` to `log.done` share the
+    /// first cache line: every lock reads them.)
+    pub log: LogState,
     /// Bytes in allocated blocks (headers included).
     pub used_bytes: u64,
     /// Number of allocated blocks (the sentinel excluded).
@@ -169,8 +228,6 @@ pub struct State {
     pub free_bytes: u64,
     /// Number of free blocks.
     pub free_blocks: u64,
-    /// `FLAG_*` bits.
-    pub flags: u64,
     /// Bit `f` set iff some list of first-level class `f` is non-empty.
     pub fl_bitmap: u64,
     /// Bit `s` of entry `f` set iff list `(f, s)` is non-empty.
@@ -188,11 +245,24 @@ const _: () = {
     assert!(std::mem::size_of::<SlotRecord>() == 8);
     assert!(SLOTS_OFFSET + SLOT_COUNT as usize * 8 <= STATE_OFFSET);
     assert!(std::mem::size_of::<Root>() == 64);
-    assert!(std::mem::size_of::<Intent>() == 32);
-    assert!(std::mem::offset_of!(State, sl_bitmap) == 96);
-    assert!(std::mem::offset_of!(State, roots) == 256);
-    assert!(std::mem::offset_of!(State, heads) == 256 + 64 * ROOT_COUNT);
-    assert!(STATE_OFFSET + std::mem::size_of::<State>() <= HEADER_SIZE as usize);
+    assert!(std::mem::size_of::<Intent>() == 16);
+    assert!(std::mem::size_of::<LogState>() == 96);
+    assert!(std::mem::offset_of!(State, flags) == 16);
+    assert!(std::mem::offset_of!(State, intent) == 24);
+    assert!(std::mem::offset_of!(State, log) == 40);
+    assert!(std::mem::offset_of!(State, used_bytes) == 136);
+    assert!(std::mem::offset_of!(State, fl_bitmap) == 168);
+    assert!(std::mem::offset_of!(State, sl_bitmap) == 176);
+    assert!(std::mem::offset_of!(State, roots) == 336);
+    assert!(std::mem::offset_of!(State, heads) == 336 + 64 * ROOT_COUNT);
+    // What every lock reads (capacity, generation, flags, intent.op, log.len, log.done)
+    // lies in the state's first cache line.
+    assert!(std::mem::offset_of!(State, log) + 16 <= 64);
+    assert!(std::mem::size_of::<State>() == STATE_SIZE);
+    assert!(STATE_OFFSET + STATE_SIZE <= HEADER_SIZE as usize);
+    // Every field is a whole number of 8-byte words at an 8-aligned offset, so every store
+    // to the state is one 8-byte word (`alloc::Arena::store`).
+    assert!(std::mem::size_of::<State>().is_multiple_of(8));
     assert!(STATE_OFFSET.is_multiple_of(8) && HEADER_SIZE.is_multiple_of(4096));
     assert!(FL_COUNT <= 64 && SL_COUNT <= 32);
     assert!(crate::sync::word::MAX_SLOTS >= SLOT_COUNT);
@@ -367,12 +437,14 @@ mod tests {
             bad.validate(4096),
             Err(FormatError::BadMagic { .. })
         ));
-        let mut bad = id;
-        bad.version = 2;
-        assert!(matches!(
-            bad.validate(4096),
-            Err(FormatError::BadVersion { found: 2 })
-        ));
+        for v in [VERSION - 1, VERSION + 1] {
+            let mut bad = id;
+            bad.version = v;
+            assert_eq!(
+                bad.validate(4096),
+                Err(FormatError::BadVersion { found: v })
+            );
+        }
         let mut bad = id;
         bad.created_ns ^= 1;
         assert!(matches!(

@@ -1,31 +1,36 @@
-//! `HeapGuard`: the lock held, the heap usable.
+//! `HeapGuard`: the lock held, the heap usable, and every change one transaction.
 //!
 //! Invariant G1: every Rust reference into the mapping that a guard hands out borrows the
 //! guard, so it dies before the lock is released and before any remap (which needs
-//! `&mut self` or a new guard). Invariant G2 (offset resolution): an `Offset<T>` resolves only
-//! if it is non-null, aligned for `T`, the payload start of an allocated block inside the
-//! arena, and that block's payload holds `size_of::<T>()` bytes.
+//! `&mut self` or a new guard). Invariant H4: before a guard is returned, a dead owner's
+//! (or a failed guard's) leftovers are repaired: the allocator first, then the transaction
+//! in the undo log is rolled back or finished. Invariant T6: a guard dropped normally
+//! commits; dropped by a panic, or by `abort`, it rolls back; a death leaves the log to the
+//! next owner.
+//!
+//! The guard's methods live in `access.rs` (resolution, reads and logged writes),
+//! `space.rs` (allocation, free, growth) and `inspect.rs` (check, stats).
 
-use bytemuck::Pod;
-
-use super::{format_err, io_err, Heap, Local, FIRST_BASE};
-use crate::alloc::{AllocError, Arena, RepairReport};
-use crate::check::{self, Report};
+use super::{format_err, io_err, Heap, Local};
+use crate::alloc::{Arena, RepairReport};
 use crate::error::{Error, Result};
-use crate::format::{self, FLAG_NEEDS_REPAIR, HEADER_SIZE};
-use crate::map::{self, Mapping};
+use crate::format::{self, FLAG_NEEDS_REPAIR};
+use crate::map::Mapping;
 use crate::mutant::{active, Mutant};
-use crate::offset::Offset;
 use crate::sync::{self, Acquired, OwnerId};
+use crate::txn::{self, Undo, Undone};
 
-/// What happened when the lock was taken over from a dead owner.
+/// What happened when the lock was taken over from a dead owner (or a guard before this
+/// one failed to end its transaction).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recovery {
     /// The owner that died holding the lock (`None` if the repair was asked for by a guard
-    /// dropped during a panic).
+    /// that could not end its transaction, or by an operation left in flight).
     pub dead: Option<OwnerId>,
-    /// What the repair did.
+    /// What the allocator's repair did.
     pub repair: RepairReport,
+    /// What was done to the transaction the log held, if it held one.
+    pub undone: Option<Undone>,
 }
 
 /// Usage figures.
@@ -47,6 +52,11 @@ pub struct Stats {
     pub largest_free: u64,
     /// Free blocks by size: entry `i` counts sizes in `[2^i, 2^(i+1))`.
     pub free_histogram: Vec<u64>,
+    /// The payload offset of the undo log's block: a used block that belongs to the heap
+    /// (counted in `used_blocks` and `used_bytes`, never handed out).
+    pub log_block: u64,
+    /// Bytes the undo log can hold.
+    pub log_capacity: u64,
 }
 
 /// One block of the arena, for `dump`.
@@ -102,10 +112,23 @@ pub struct BlockInfo {
 /// assert_eq!(*r, 1);
 /// ```
 pub struct HeapGuard<'h> {
-    heap: &'h Heap,
-    local: &'h mut Local,
+    pub(super) heap: &'h Heap,
+    pub(super) local: &'h mut Local,
     // Boxed: a recovery is rare, and a small guard is cheaper to return on every lock.
     recovered: Option<Box<Recovery>>,
+}
+
+/// The arena of a mapping (a free function, so that callers can borrow the mapping and the
+/// transaction state of `Local` apart).
+///
+/// # Safety
+/// The caller holds the heap's lock for as long as the arena lives, `map` covers the
+/// heap's capacity, and no reference into the heap is alive while a `&mut` method of the
+/// arena runs.
+pub(super) unsafe fn arena_of(map: &Mapping, page: u32) -> Arena<'_> {
+    // SAFETY: forwarded to the caller; the mapping is page-aligned and at least the header
+    // long, and lives as long as the borrow.
+    unsafe { Arena::new(map.base(), map.len(), u64::from(page)) }
 }
 
 impl<'h> HeapGuard<'h> {
@@ -125,22 +148,44 @@ impl<'h> HeapGuard<'h> {
             Acquired::Recovered { dead } => Some(dead),
             Acquired::Clean => None,
         };
-        if dead.is_some() || g.arena().state().flags & FLAG_NEEDS_REPAIR != 0 {
-            g.repair(dead)?;
+        // One cache line: anything left in flight by whoever held the lock before.
+        let leftovers = {
+            let a = g.arena();
+            let st = a.state();
+            st.flags | st.intent.op | st.log.len | st.log.done
+        };
+        if dead.is_some() || leftovers != 0 {
+            g.recover(dead)?;
         }
         Ok(g)
     }
 
+    /// Repairs the allocator, then ends the logged transaction (rolls it back, or finishes
+    /// it if it had committed); checks all of it before the first store (D1).
     #[cold]
-    fn repair(&mut self, dead: Option<OwnerId>) -> Result<()> {
-        self.arena_mut().state_mut().flags |= FLAG_NEEDS_REPAIR;
+    fn recover(&mut self, dead: Option<OwnerId>) -> Result<()> {
+        self.local.tx.reset();
+        let mut a = self.arena_mut();
+        let plan = a.plan_repair().map_err(Error::Repair)?;
+        if let Some(entries) = txn::entries_to_check(&a)? {
+            txn::check_images(&a, &plan, &entries)?;
+        }
         let repair = if active(Mutant::SkipRepair) {
             RepairReport::default()
         } else {
-            self.arena_mut().repair().map_err(Error::Repair)?
+            a.apply_repair(plan).map_err(Error::Repair)?
         };
-        self.arena_mut().state_mut().flags &= !FLAG_NEEDS_REPAIR;
-        self.recovered = Some(Box::new(Recovery { dead, repair }));
+        let undone = txn::recover(&mut a)?;
+        let flags = a.state().flags;
+        if flags & FLAG_NEEDS_REPAIR != 0 {
+            a.set_flags(flags & !FLAG_NEEDS_REPAIR)
+                .map_err(Error::Repair)?;
+        }
+        self.recovered = Some(Box::new(Recovery {
+            dead,
+            repair,
+            undone,
+        }));
         Ok(())
     }
 
@@ -183,16 +228,10 @@ impl<'h> HeapGuard<'h> {
 
     pub(super) fn arena(&self) -> Arena<'_> {
         // SAFETY: we hold the heap's lock for as long as `self` lives; the mapping covers
-        // the capacity (checked by `refresh`) and is page-aligned; the returned arena
-        // borrows `self`, so only shared references into the arena (from `get`) can
-        // coexist with it, and the arena's `&self` methods only read headers atomically.
-        unsafe {
-            Arena::new(
-                self.local.map.base(),
-                self.local.map.len(),
-                u64::from(self.heap.page_size),
-            )
-        }
+        // the capacity (checked by `refresh`); the returned arena borrows `self`, so only
+        // shared references into the arena (from `get`) can coexist with it, and the
+        // arena's `&self` methods only read.
+        unsafe { arena_of(&self.local.map, self.heap.page_size) }
     }
 
     /// The arena for changes: `&mut self` guarantees no reference handed out by this guard
@@ -201,7 +240,16 @@ impl<'h> HeapGuard<'h> {
         self.arena()
     }
 
-    /// `Some` if the previous owner died holding the lock and the heap was repaired.
+    /// The arena and the transaction, borrowed apart, for a logged change.
+    pub(super) fn tx_parts(&mut self) -> (Arena<'_>, &mut txn::Tx) {
+        let Local { map, tx, .. } = &mut *self.local;
+        // SAFETY: as in `arena`; `&mut self` guarantees no reference handed out by this
+        // guard is alive.
+        (unsafe { arena_of(map, self.heap.page_size) }, tx)
+    }
+
+    /// `Some` if the previous owner died holding the lock (or left a change unfinished)
+    /// and the heap was repaired.
     pub fn recovered(&self) -> Option<&Recovery> {
         self.recovered.as_deref()
     }
@@ -211,275 +259,60 @@ impl<'h> HeapGuard<'h> {
         self.local.map.base() as usize
     }
 
-    fn base(&self) -> *mut u8 {
-        if active(Mutant::WrongBase) {
-            return FIRST_BASE.load(std::sync::atomic::Ordering::Relaxed) as *mut u8;
-        }
-        self.local.map.base()
-    }
-
-    // ---- allocation -------------------------------------------------------------------
-
-    /// Allocates `len` bytes aligned to `align` (a power of two up to the page size).
-    /// With `OpenOptions::grow_limit`, a request that finds no room grows the heap first.
-    pub fn alloc_bytes(&mut self, len: u64, align: u64) -> Result<Offset<u8>> {
-        match self.arena_mut().alloc(len, align) {
-            Ok(off) => Ok(Offset::from_raw(off)),
-            Err(AllocError::OutOfSpace { .. }) if self.heap.grow_limit.is_some() => {
-                self.grow_for(len, align)?;
-                Ok(Offset::from_raw(self.arena_mut().alloc(len, align)?))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Grows toward `grow_limit` so that a request of `len` bytes aligned to `align` fits
-    /// in the new space alone: to twice the capacity, or further if the request needs it.
-    #[cold]
-    fn grow_for(&mut self, len: u64, align: u64) -> Result<()> {
-        let page = u64::from(self.heap.page_size);
-        let limit = if active(Mutant::GrowPastLimit) {
-            u64::MAX / page * page
-        } else {
-            self.heap.grow_limit.unwrap_or(0) / page * page
-        };
-        let cap = self.capacity();
-        // The new space becomes one free block (merged with a free last block); TLSF finds
-        // a block for a request in the class above `len + header + alignment slack`, so
-        // leave room for twice that.
-        let need = len
-            .saturating_add(align)
-            .saturating_add(format::MIN_BLOCK)
-            .saturating_mul(2);
-        let want = cap
-            .saturating_mul(2)
-            .max(cap.saturating_add(need))
-            .min(limit);
-        if want <= cap {
-            return Err(AllocError::OutOfSpace {
-                requested: len,
-                align,
-                capacity: cap,
-            }
-            .into());
-        }
-        self.grow(want)
-    }
-
-    /// Allocates room for a `T` and moves `value` into it.
-    pub fn alloc<T: Pod>(&mut self, value: T) -> Result<Offset<T>> {
-        let off = self
-            .alloc_bytes(size_of::<T>() as u64, align_of::<T>() as u64)?
-            .cast::<T>();
-        *self.get_mut(off)? = value;
-        Ok(off)
-    }
-
-    /// Frees the block at `off`. A null, stale or foreign offset is an error.
-    pub fn free<T>(&mut self, off: Offset<T>) -> Result<()> {
-        self.arena_mut().free(off.raw())?;
+    /// Ends the transaction now, keeping its changes (what dropping the guard does, but with
+    /// the error, if finishing the deferred frees fails, returned instead of left to the
+    /// next owner's repair).
+    pub fn commit(mut self) -> Result<()> {
+        let (mut a, tx) = self.tx_parts();
+        tx.commit(&mut a)?;
         Ok(())
     }
 
-    /// Usable payload bytes of the block at `off` (at least what was asked for).
-    pub fn usable_size<T>(&self, off: Offset<T>) -> Result<u64> {
-        Ok(self.arena().usable_size(off.raw())?)
-    }
-
-    /// Grows the heap to `new_capacity` bytes (rounded up to the page size). Other
-    /// attached processes remap when they next take the lock.
-    pub fn grow(&mut self, new_capacity: u64) -> Result<()> {
-        let page = u64::from(self.heap.page_size);
-        let cap = self.capacity();
-        let new = new_capacity
-            .checked_next_multiple_of(page)
-            .unwrap_or(u64::MAX);
-        if new <= cap {
-            return Ok(());
-        }
-        if new > format::MAX_CAPACITY {
-            return Err(Error::BadSize {
-                size: new_capacity,
-                why: "larger than the 64 TiB a heap can address",
-            });
-        }
-        let path = &self.heap.path;
-        let reserved = if active(Mutant::GrowWithoutReserve) {
-            self.heap.file.set_len(new)
-        } else {
-            map::reserve(&self.heap.file, new)
-        };
-        reserved.map_err(|source| Error::NoSpace {
-            path: path.clone(),
-            size: new,
-            source,
-        })?;
-        crate::fault::hit(crate::fault::CrashPoint::GrowExtended);
-        self.local.map = Mapping::new(&self.heap.file, new, None).map_err(io_err("remap", path))?;
-        self.arena_mut().extend(new)?;
-        self.local.generation = self.arena().state().generation;
+    /// Commits the transaction so far and goes on with a new one, keeping the lock: the
+    /// frees made so far take effect and the log is empty again (for long runs of changes
+    /// under one lock, which one log could not hold).
+    pub fn checkpoint(&mut self) -> Result<()> {
+        let (mut a, tx) = self.tx_parts();
+        tx.commit(&mut a)?;
         Ok(())
     }
 
-    /// Grows the heap by at least `bytes`.
-    pub fn grow_by(&mut self, bytes: u64) -> Result<()> {
-        let cap = self.capacity();
-        self.grow(cap.saturating_add(bytes))
+    /// Ends the transaction now, undoing every change made through this guard: the
+    /// before-images are written back newest-first, the blocks it allocated are freed, its
+    /// frees are cancelled, its root changes undone. Says what it undid.
+    pub fn abort(mut self) -> Result<Undo> {
+        let (mut a, tx) = self.tx_parts();
+        Ok(tx.rollback(&mut a)?)
     }
 
-    /// Current capacity in bytes.
-    pub fn capacity(&self) -> u64 {
-        self.arena().state().capacity
-    }
-
-    // ---- resolution -------------------------------------------------------------------
-
-    fn resolve(&self, raw: u64, size: u64, align: u64, ty: &'static str) -> Result<*mut u8> {
-        let bad = |why: String| Error::BadOffset {
-            offset: raw,
-            ty,
-            why,
-        };
-        if raw == 0 {
-            return Err(bad("null".into()));
-        }
-        // `align` is `align_of::<T>()` or 1: a power of two, so a mask (no division).
-        if raw & (align - 1) != 0 {
-            return Err(bad(format!("not aligned to {align}")));
-        }
-        let usable = self.arena().usable_size(raw).map_err(|e| {
-            bad(match e {
-                AllocError::DoubleFree { .. } => "the block is free".into(),
-                other => other.to_string(),
-            })
-        })?;
-        let slack = if active(Mutant::BoundsOffByOne) { 8 } else { 0 };
-        if size > usable + slack {
-            return Err(bad(format!("{size} bytes do not fit the block's {usable}")));
-        }
-        if raw.saturating_add(size) > self.local.map.len() {
-            // Unreachable while capacity <= mapping length (`refresh`); kept so that no
-            // state of the file can make a resolution read outside the mapping.
-            return Err(bad("beyond this process's mapping".into()));
-        }
-        debug_assert!(raw >= HEADER_SIZE);
-        // SAFETY: usable_size proved [raw, raw + usable) is a payload inside the arena, and
-        // [raw, raw + size) lies inside the mapping (checked just above).
-        Ok(unsafe { self.base().add(raw as usize) })
-    }
-
-    fn resolve_as<T>(&self, off: Offset<T>) -> Result<*mut T> {
-        let p = self.resolve(
-            off.raw(),
-            size_of::<T>() as u64,
-            align_of::<T>() as u64,
-            std::any::type_name::<T>(),
-        )?;
-        Ok(p.cast())
-    }
-
-    /// The `T` at `off`, borrowed for as long as the guard.
-    pub fn get<T: Pod>(&self, off: Offset<T>) -> Result<&T> {
-        let p = self.resolve_as(off)?;
-        // SAFETY: `resolve` checked bounds, alignment and that the bytes are an allocated
-        // payload; we hold the lock, so no other process writes them; T is Pod, so any bytes
-        // are a valid T; the borrow is tied to the guard.
-        Ok(unsafe { &*p })
-    }
-
-    /// The `T` at `off`, mutably, for as long as the guard.
-    pub fn get_mut<T: Pod>(&mut self, off: Offset<T>) -> Result<&mut T> {
-        let p = self.resolve_as(off)?;
-        // SAFETY: as in `get`; `&mut self` makes this the only live reference into the heap.
-        Ok(unsafe { &mut *p })
-    }
-
-    /// A copy of the `T` at `off`.
-    pub fn read<T: Pod>(&self, off: Offset<T>) -> Result<T> {
-        self.get(off).copied()
-    }
-
-    /// Overwrites the `T` at `off`.
-    pub fn write<T: Pod>(&mut self, off: Offset<T>, value: T) -> Result<()> {
-        *self.get_mut(off)? = value;
-        Ok(())
-    }
-
-    /// `len` bytes of the block at `off`.
-    pub fn bytes(&self, off: Offset<u8>, len: u64) -> Result<&[u8]> {
-        let p = self.resolve(off.raw(), len, 1, "[u8]")?;
-        // SAFETY: as in `get`, for `len` bytes.
-        Ok(unsafe { std::slice::from_raw_parts(p, len as usize) })
-    }
-
-    /// `len` bytes of the block at `off`, mutably.
-    pub fn bytes_mut(&mut self, off: Offset<u8>, len: u64) -> Result<&mut [u8]> {
-        let p = self.resolve(off.raw(), len, 1, "[u8]")?;
-        // SAFETY: as in `get_mut`, for `len` bytes.
-        Ok(unsafe { std::slice::from_raw_parts_mut(p, len as usize) })
-    }
-
-    // ---- inspection -------------------------------------------------------------------
-
-    /// Checks every invariant of the heap (see [`crate::check`]).
-    pub fn check(&self) -> Report {
-        check::check(&self.arena())
-    }
-
-    /// Usage figures.
-    pub fn stats(&self) -> Stats {
-        let a = self.arena();
-        let st = a.state();
-        let mut s = Stats {
-            capacity: st.capacity,
-            generation: st.generation,
-            used_bytes: st.used_bytes,
-            used_blocks: st.used_blocks,
-            free_bytes: st.free_bytes,
-            free_blocks: st.free_blocks,
-            largest_free: 0,
-            free_histogram: vec![0; 64],
-        };
-        let _ = a.walk(|b| {
-            if b.header.is_free() {
-                s.largest_free = s.largest_free.max(b.header.size);
-                s.free_histogram[63 - b.header.size.leading_zeros() as usize] += 1;
-            }
-        });
-        while s.free_histogram.last() == Some(&0) {
-            s.free_histogram.pop();
-        }
-        s
-    }
-
-    /// Every block, in address order (stops at the first broken header).
-    pub fn blocks(&self) -> Vec<BlockInfo> {
-        let mut v = Vec::new();
-        let _ = self.arena().walk(|b| {
-            v.push(BlockInfo {
-                offset: b.offset,
-                size: b.header.size,
-                free: b.header.is_free(),
-            })
-        });
-        v
-    }
-
-    /// Writes dirty pages to the file (for durability across a machine crash; processes
-    /// always see each other's writes without it).
-    pub fn flush(&self) -> Result<()> {
-        self.local
-            .map
-            .flush()
-            .map_err(io_err("msync", &self.heap.path))
+    /// Bytes of undo log the transaction uses so far, and the log's capacity.
+    pub fn log_usage(&self) -> (u64, u64) {
+        (self.local.tx.len(), self.arena().state().log.cap)
     }
 }
 
 impl Drop for HeapGuard<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // The holder panicked, maybe in the middle of a change: the next guard repairs.
-            self.arena_mut().state_mut().flags |= FLAG_NEEDS_REPAIR;
+        if crate::fault::dying() {
+            // A simulated death (tests): leave the lock and the file as a SIGKILL would.
+            return;
+        }
+        if self.local.tx.active() || self.local.tx.failed() {
+            let roll_back = std::thread::panicking() && !active(Mutant::PanicCommits);
+            let (mut a, tx) = self.tx_parts();
+            let ended = if tx.failed() {
+                Err(())
+            } else if roll_back {
+                tx.rollback(&mut a).map(drop).map_err(drop)
+            } else {
+                tx.commit(&mut a).map(drop).map_err(drop)
+            };
+            if ended.is_err() {
+                // The log is still in the file: the next guard ends the transaction.
+                let flags = a.state().flags;
+                let _ = a.set_flags(flags | FLAG_NEEDS_REPAIR);
+                tx.reset();
+            }
         }
         sync::unlock(&self.heap.futex(), self.heap.owner);
     }

@@ -14,11 +14,15 @@
 //!   (remapped if another process grew it) and, if the previous owner died or a guard was
 //!   dropped by a panic, the heap has been repaired.
 
+mod access;
 mod guard;
+mod inspect;
 mod roots;
+mod space;
 
 pub use guard::{BlockInfo, HeapGuard, Recovery, Stats};
-pub use roots::RootInfo;
+pub use roots::{entry_fault, RootInfo};
+pub use space::{block_for, search_size};
 
 use std::cell::UnsafeCell;
 use std::fs::File;
@@ -47,6 +51,10 @@ pub struct CreateOptions {
     pub mode: u32,
     /// Replace an existing file at the path instead of failing with `Error::Exists`.
     pub overwrite: bool,
+    /// Bytes of undo log (rounded up to 8): the most one transaction can save before it
+    /// must end. `None`: [`crate::txn::default_log_capacity`] of the size (an eighth of
+    /// the arena, from 4 KiB to 1 MiB).
+    pub log_capacity: Option<u64>,
     /// Options for the attachment made after creation.
     pub open: OpenOptions,
 }
@@ -58,6 +66,7 @@ impl CreateOptions {
             size,
             mode: 0o600,
             overwrite: false,
+            log_capacity: None,
             open: OpenOptions::default(),
         }
     }
@@ -95,6 +104,8 @@ unsafe impl Sync for OpenOptions {}
 struct Local {
     map: Mapping,
     generation: u64,
+    /// The transaction of the guard that holds the lock (empty between guards).
+    tx: crate::txn::Tx,
 }
 
 /// The handle's view of the heap: mutable only by the holder of the process-shared lock.
@@ -198,7 +209,7 @@ impl Heap {
                 .truncate(true)
                 .open(path)
                 .map_err(io_err("create", path))?;
-            format_new(&file, path, size, page)?;
+            format_new(&file, path, size, page, opts)?;
             return Heap::attach(file, path, &opts.open);
         }
         use std::os::unix::fs::PermissionsExt;
@@ -208,8 +219,18 @@ impl Heap {
             .permissions(std::fs::Permissions::from_mode(opts.mode))
             .tempfile_in(dir)
             .map_err(io_err("create temporary file in", dir))?;
+        // The mode exactly as asked, whatever the umask (a heap shared between users needs
+        // its group bits).
+        let mode = if crate::mutant::active(crate::mutant::Mutant::IgnoreMode) {
+            0o600
+        } else {
+            opts.mode
+        };
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io_err("set the mode of", dir))?;
         // Nobody else knows the temporary name, so nobody sees the file half-made.
-        format_new(tmp.as_file(), path, size, page)?;
+        format_new(tmp.as_file(), path, size, page, opts)?;
         let file = if opts.overwrite {
             tmp.persist(path)
         } else {
@@ -284,7 +305,11 @@ impl Heap {
             probe: opts.probe_interval,
             grow_limit: opts.grow_limit,
             header,
-            local: LocalCell(UnsafeCell::new(Local { map, generation: 0 })),
+            local: LocalCell(UnsafeCell::new(Local {
+                map,
+                generation: 0,
+                tx: crate::txn::Tx::default(),
+            })),
             recovered_at_open: None,
         };
         // Validate capacity and state, and repair a dead owner's leftovers, before anyone
@@ -362,8 +387,9 @@ impl Heap {
     }
 }
 
-/// Reserves `size` bytes for a new heap file and writes its header and empty arena.
-fn format_new(file: &File, path: &Path, size: u64, page: u64) -> Result<()> {
+/// Reserves `size` bytes for a new heap file and writes its header, its empty arena and its
+/// undo log's block.
+fn format_new(file: &File, path: &Path, size: u64, page: u64, opts: &CreateOptions) -> Result<()> {
     map::reserve(file, size).map_err(|source| Error::NoSpace {
         path: path.to_path_buf(),
         size,
@@ -386,6 +412,25 @@ fn format_new(file: &File, path: &Path, size: u64, page: u64) -> Result<()> {
     // SAFETY: as above; nobody else can lock or see this file yet.
     let mut arena = unsafe { Arena::new(m.base(), m.len(), page) };
     arena.format()?;
+    let cap = opts
+        .log_capacity
+        .unwrap_or_else(|| crate::txn::default_log_capacity(size))
+        .checked_next_multiple_of(8)
+        .unwrap_or(u64::MAX);
+    if cap < crate::txn::MIN_LOG {
+        return Err(Error::BadSize {
+            size: cap,
+            why: "an undo log smaller than 256 bytes",
+        });
+    }
+    let block = arena
+        .alloc(crate::txn::log_block_payload(cap), 8)
+        .map_err(|_| Error::BadSize {
+            size: opts.size,
+            why: "too small for the heap's undo log (see CreateOptions::log_capacity)",
+        })?;
+    arena.store_state(crate::alloc::st!(log.block), block)?;
+    arena.store_state(crate::alloc::st!(log.cap), cap)?;
     Ok(())
 }
 
@@ -446,8 +491,9 @@ mod mutant_tests;
 mod tests;
 #[cfg(test)]
 mod tests_support {
-    use super::Heap;
-    use std::path::PathBuf;
+    use super::{Heap, OpenOptions};
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
 
     /// A new heap of `size` bytes in a temporary directory.
     pub fn fresh(size: u64) -> (tempfile::TempDir, PathBuf, Heap) {
@@ -455,5 +501,34 @@ mod tests_support {
         let path = dir.path().join("h.heap");
         let heap = Heap::create(&path, size).unwrap();
         (dir, path, heap)
+    }
+
+    /// Options for a handle that takes over from a simulated death quickly.
+    pub fn quick() -> OpenOptions {
+        OpenOptions {
+            probe_interval: Duration::from_millis(1),
+            ..OpenOptions::default()
+        }
+    }
+
+    /// Runs `body` with a death armed (`crate::fault::arm_unwind` or `arm_store_unwind`,
+    /// done by the caller). If it died, the dying guard left the lock and the file as a
+    /// killed process would; the handle is dropped (its slot's OFD lock goes, as the
+    /// kernel's would) and a fresh handle, which takes the lock over, is returned with
+    /// `true`. Disarms either way.
+    pub fn die_and_reopen(heap: Heap, path: &Path, body: impl FnOnce(&Heap)) -> (Heap, bool) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&heap)));
+        crate::fault::arm_unwind(None, 0);
+        crate::fault::arm_store_unwind(None);
+        let died = match r {
+            Ok(()) => false,
+            Err(p) if p.downcast_ref::<crate::fault::Crashed>().is_some() => true,
+            Err(p) => std::panic::resume_unwind(p),
+        };
+        if !died {
+            return (heap, false);
+        }
+        drop(heap);
+        (Heap::open_with(path, &quick()).unwrap(), true)
     }
 }

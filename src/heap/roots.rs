@@ -4,12 +4,20 @@
 //! it was registered with, and carries that type's fingerprint (size, alignment, hash of
 //! the type's name); asking for it as another type is an error, never a reinterpretation.
 //! Roots store offsets, never addresses.
+//!
+//! Invariant R2: every used root entry carries the checksum of its other 56 bytes, and an
+//! unused entry is all zero. A lookup that meets an entry breaking this refuses (a damaged
+//! name must not read as "no such root", or `find_or_init` would orphan the structure).
+//! A change of an entry is logged first (T5), so a death half-way through its eight stores
+//! is rolled back, and the checksum never reports a change that was merely interrupted.
 
 use bytemuck::Pod;
 
 use super::HeapGuard;
+use crate::alloc::st;
+use crate::check::RootFault;
 use crate::error::{Error, Result};
-use crate::format::{fnv1a, Root, ROOT_NAME_LEN};
+use crate::format::{fnv1a, Root, ROOT_COUNT, ROOT_NAME_LEN};
 use crate::mutant::{active, Mutant};
 use crate::offset::Offset;
 
@@ -47,7 +55,12 @@ fn fingerprint<T>() -> Fingerprint {
 
 fn encode_name(name: &str) -> Result<[u8; ROOT_NAME_LEN]> {
     let b = name.as_bytes();
-    if b.is_empty() || b.len() > ROOT_NAME_LEN || b.contains(&0) {
+    let too_long = if active(Mutant::RootNameOffByOne) {
+        b.len() >= ROOT_NAME_LEN
+    } else {
+        b.len() > ROOT_NAME_LEN
+    };
+    if b.is_empty() || too_long || b.contains(&0) {
         return Err(Error::RootName(name.to_string()));
     }
     let mut out = [0u8; ROOT_NAME_LEN];
@@ -60,15 +73,58 @@ fn decode_name(name: &[u8; ROOT_NAME_LEN]) -> String {
     String::from_utf8_lossy(&name[..end]).into_owned()
 }
 
+/// What is wrong with a root entry on its own, if anything (R2). Shared with `check`.
+pub fn entry_fault(r: &Root) -> Option<RootFault> {
+    if r.name == [0; ROOT_NAME_LEN] {
+        return (!r.is_unused()).then_some(RootFault::UnusedNotZero);
+    }
+    if r.checksum != r.checksum_of() && !active(Mutant::IgnoreRootChecksum) {
+        return Some(RootFault::Checksum);
+    }
+    let end = r.name.iter().position(|&c| c == 0).unwrap_or(ROOT_NAME_LEN);
+    if r.name[end..].iter().any(|&c| c != 0) || std::str::from_utf8(&r.name[..end]).is_err() {
+        return Some(RootFault::Name);
+    }
+    if !r.align.is_power_of_two() {
+        return Some(RootFault::Align);
+    }
+    None
+}
+
 impl HeapGuard<'_> {
-    fn root_entry(&self, name: &[u8; ROOT_NAME_LEN]) -> Option<(usize, Root)> {
+    /// The entry named `name`, after checking every entry (R2): a damaged table is an
+    /// error, never "not found".
+    fn root_entry(&self, name: &[u8; ROOT_NAME_LEN]) -> Result<Option<(usize, Root)>> {
         let a = self.arena();
-        a.state()
-            .roots
-            .iter()
-            .enumerate()
-            .find(|(_, r)| &r.name == name)
-            .map(|(i, r)| (i, *r))
+        let roots = &a.state().roots;
+        let mut found = None;
+        for (i, r) in roots.iter().enumerate() {
+            if let Some(fault) = entry_fault(r) {
+                return Err(Error::RootTable { index: i, fault });
+            }
+            if &r.name == name {
+                if found.is_some() {
+                    return Err(Error::RootTable {
+                        index: i,
+                        fault: RootFault::Duplicate,
+                    });
+                }
+                found = Some((i, *r));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes entry `idx` (logged first, T5): eight stores, the checksum last.
+    fn store_root(&mut self, idx: usize, r: &Root) -> Result<()> {
+        let at = st!(roots) + 64 * idx as u64;
+        let (mut a, tx) = self.tx_parts();
+        tx.before_root_write(&mut a, at)?;
+        let words: [u64; 8] = bytemuck::cast(*r);
+        for (k, w) in words.iter().enumerate() {
+            a.store_state(at + 8 * k as u64, *w)?;
+        }
+        Ok(())
     }
 
     /// What the root's offset field holds for `off` (the `AbsoluteAddress` mutant stores
@@ -92,7 +148,7 @@ impl HeapGuard<'_> {
     /// The root `name`, if it exists, as an `Offset<T>`; an error if it holds another type.
     pub fn root<T: Pod>(&self, name: &str) -> Result<Option<Offset<T>>> {
         let key = encode_name(name)?;
-        let Some((_, r)) = self.root_entry(&key) else {
+        let Some((_, r)) = self.root_entry(&key)? else {
             return Ok(None);
         };
         let want = fingerprint::<T>();
@@ -120,26 +176,28 @@ impl HeapGuard<'_> {
         let key = encode_name(name)?;
         self.get(off)?;
         let fp = fingerprint::<T>();
-        let idx = match self.root_entry(&key) {
+        let idx = match self.root_entry(&key)? {
             Some((i, _)) => i,
             None => self
                 .arena()
                 .state()
                 .roots
                 .iter()
+                .take(ROOT_COUNT)
                 .position(|r| r.name == [0; ROOT_NAME_LEN])
                 .ok_or(Error::RootTableFull)?,
         };
         let stored = self.stored(off.raw());
-        self.arena_mut().state_mut().roots[idx] = Root {
+        let mut r = Root {
             name: key,
             size: fp.size,
             align: fp.align,
             type_hash: fp.hash,
             offset: stored,
-            reserved: 0,
+            checksum: 0,
         };
-        Ok(())
+        r.checksum = r.checksum_of();
+        self.store_root(idx, &r)
     }
 
     /// The root `name`; if there is none, allocates `init()` and registers it.
@@ -162,11 +220,11 @@ impl HeapGuard<'_> {
     /// Removes the root `name` (the block stays allocated); returns its offset.
     pub fn remove_root(&mut self, name: &str) -> Result<Option<u64>> {
         let key = encode_name(name)?;
-        let Some((i, r)) = self.root_entry(&key) else {
+        let Some((i, r)) = self.root_entry(&key)? else {
             return Ok(None);
         };
         let off = self.loaded(r.offset);
-        self.arena_mut().state_mut().roots[i] = bytemuck::Zeroable::zeroed();
+        self.store_root(i, &bytemuck::Zeroable::zeroed())?;
         Ok(Some(off))
     }
 

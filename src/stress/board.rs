@@ -5,13 +5,15 @@
 //!   so a worker that takes over a dead owner's lock can say whom it recovered from.
 //! * `killed_ns[serial % KILL_RING]`: when the parent sent SIGKILL to a worker (written
 //!   before the kill), for the takeover latency.
-//! * `pending[s]` and `mirror`: the journal of directory stores. A worker writes
-//!   `pending[s] = (slot, old, new)` just before the store that commits, and
-//!   `mirror[slot] = new` then clears `pending[s]` just after. Under the heap lock no other
-//!   live worker has a pending record, so a lock holder that sees one knows its writer died
-//!   mid-store and settles it: the directory must hold `old` or `new`, and the mirror takes
-//!   that value. Outside such a record, mirror and directory must always agree; a store lost,
-//!   undone or made by two holders at once breaks that.
+//! * `pending[s]` and `mirror`: the journal of directory stores. A worker records each
+//!   store of its transaction in `pending[s]` (slot, old, new) just before it makes it, and
+//!   once the transaction has committed, still under the lock, writes every `new` to
+//!   `mirror` and clears its records. So under the lock no other live worker has pending
+//!   records, and a lock holder that sees some knows their writer died inside its
+//!   transaction and settles them: the directory must hold every `old` (rolled back) or
+//!   every `new` (committed), never a mix (a torn transaction, S5), and the mirror takes
+//!   what it holds. Outside such records, mirror and directory must always agree; a store
+//!   lost, undone after its commit, or made by two holders at once breaks that.
 //! * `first_ops`: the kinds of the first [`FIRST_OPS`] operations of worker 0, so a run can
 //!   show which operations its seed chose (with one worker and no kills, the same seed
 //!   chooses the same ones).
@@ -37,12 +39,22 @@ pub const FIRST_OPS: usize = 64;
 const MSGS: usize = 8;
 const MSG_LEN: usize = 240;
 
-/// A journal record of one in-flight directory store.
+/// Directory stores one transaction may make (a replace makes two).
+pub const TX_STORES: usize = 4;
+
+/// A journal record of one directory store of a transaction not yet committed.
 #[repr(C)]
-pub struct Pending {
-    slot_plus1: AtomicU64,
+pub struct Rec {
+    slot: AtomicU64,
     old: AtomicU64,
     new: AtomicU64,
+}
+
+/// A worker's records of its transaction's directory stores.
+#[repr(C)]
+pub struct Pending {
+    n: AtomicU64,
+    recs: [Rec; TX_STORES],
 }
 
 /// The shared scoreboard.
@@ -56,6 +68,7 @@ pub struct Board {
     recoveries_at_open: AtomicU64,
     unattributed: AtomicU64,
     reconciled: AtomicU64,
+    torn: AtomicU64,
     violations: AtomicU64,
     panics: AtomicU64,
     msg_next: AtomicU32,
@@ -83,8 +96,10 @@ pub struct Tally {
     pub recoveries_at_open: u64,
     /// Takeovers from an owner that had not registered yet (killed inside `open`).
     pub unattributed: u64,
-    /// Journal records of dead workers settled.
+    /// Transactions of dead workers settled (their directory stores checked).
     pub reconciled: u64,
+    /// Of those, transactions found torn: some stores made, some not (S5; must be 0).
+    pub torn: u64,
     /// Violations counted.
     pub violations: u64,
     /// The first few violation messages.
@@ -199,25 +214,49 @@ impl Board {
         self.violations.load(Relaxed)
     }
 
-    /// Settles the journal records of workers that died mid-store. Call holding the lock,
-    /// before touching the directory.
+    /// Settles the journal records of workers that died inside a transaction: each
+    /// transaction's stores must be all there (it committed) or all gone (it was rolled
+    /// back). Call holding the lock, before touching the directory.
     pub fn reconcile(&self, graph: &Graph, g: &HeapGuard<'_>) -> Result<()> {
         for p in &self.pending {
-            let sp = p.slot_plus1.load(Acquire);
-            if sp == 0 {
+            let n = (p.n.load(Acquire) as usize).min(TX_STORES);
+            if n == 0 {
                 continue;
             }
-            let i = sp - 1;
-            let (old, new) = (p.old.load(Relaxed), p.new.load(Relaxed));
-            let cur = graph.get(g, i)?;
-            if cur == old || cur == new {
-                self.mirror[i as usize % MAX_DIR].store(cur, Relaxed);
-            } else {
+            let recs: Vec<(u64, u64, u64)> = p.recs[..n]
+                .iter()
+                .map(|r| {
+                    (
+                        r.slot.load(Relaxed),
+                        r.old.load(Relaxed),
+                        r.new.load(Relaxed),
+                    )
+                })
+                .collect();
+            // A slot stored twice: its first `old` and its last `new` are what count.
+            let mut first: Vec<(u64, u64, u64)> = Vec::new();
+            for &(slot, old, new) in &recs {
+                match first.iter_mut().find(|(s, _, _)| *s == slot) {
+                    Some(f) => f.2 = new,
+                    None => first.push((slot, old, new)),
+                }
+            }
+            let mut cur = Vec::with_capacity(first.len());
+            for &(slot, _, _) in &first {
+                cur.push(graph.get(g, slot)?);
+            }
+            let all_new = first.iter().zip(&cur).all(|(r, &c)| c == r.2);
+            let all_old = first.iter().zip(&cur).all(|(r, &c)| c == r.1);
+            if !all_new && !all_old {
+                self.torn.fetch_add(1, Relaxed);
                 self.violation(&format!(
-                    "slot {i} holds {cur:#x}, but the store in flight when its writer died was {old:#x} -> {new:#x}"
+                    "S5 torn transaction: directory stores {first:x?} (slot, old, new) found as {cur:x?}"
                 ));
             }
-            p.slot_plus1.store(0, Release);
+            for (r, &c) in first.iter().zip(&cur) {
+                self.mirror[r.0 as usize % MAX_DIR].store(c, Relaxed);
+            }
+            p.n.store(0, Release);
             self.reconciled.fetch_add(1, Relaxed);
         }
         Ok(())
@@ -254,6 +293,7 @@ impl Board {
             recoveries_at_open: self.recoveries_at_open.load(SeqCst),
             unattributed: self.unattributed.load(SeqCst),
             reconciled: self.reconciled.load(SeqCst),
+            torn: self.torn.load(SeqCst),
             violations: self.violations.load(SeqCst),
             messages: self.msgs[..(self.msg_next.load(SeqCst) as usize).min(MSGS)]
                 .iter()
@@ -287,23 +327,40 @@ pub struct BoardJournal<'b> {
 impl Journal for BoardJournal<'_> {
     fn before_store(&mut self, slot: u64, old: u64, new: u64) {
         let b = self.board;
-        let m = b.mirror[slot as usize % MAX_DIR].load(Relaxed);
-        if m != old {
-            b.violation(&format!(
-                "slot {slot}: the directory holds {old:#x}, the last committed store wrote {m:#x} (a store was lost or made outside the lock)"
-            ));
-        }
         let p = &b.pending[self.me];
-        p.old.store(old, Relaxed);
-        p.new.store(new, Relaxed);
-        p.slot_plus1.store(slot + 1, Release);
+        let n = p.n.load(Relaxed) as usize;
+        let seen = p.recs[..n.min(TX_STORES)]
+            .iter()
+            .any(|r| r.slot.load(Relaxed) == slot);
+        if !seen {
+            // The transaction's first store to this slot: until now mirror and directory
+            // agree.
+            let m = b.mirror[slot as usize % MAX_DIR].load(Relaxed);
+            if m != old {
+                b.violation(&format!(
+                    "slot {slot}: about to store over {old:#x}, but the last committed store wrote {m:#x}"
+                ));
+            }
+        }
+        if n >= TX_STORES {
+            b.violation("a transaction made more directory stores than the journal holds");
+            return;
+        }
+        let r = &p.recs[n];
+        r.slot.store(slot, Relaxed);
+        r.old.store(old, Relaxed);
+        r.new.store(new, Relaxed);
+        p.n.store(n as u64 + 1, Release);
     }
 
-    fn after_store(&mut self, slot: u64, new: u64) {
+    fn committed(&mut self) {
         let b = self.board;
-        b.mirror[slot as usize % MAX_DIR].store(new, Relaxed);
-        b.pending[self.me].slot_plus1.store(0, Release);
+        let p = &b.pending[self.me];
+        let n = (p.n.load(Relaxed) as usize).min(TX_STORES);
+        for r in &p.recs[..n] {
+            let slot = r.slot.load(Relaxed) as usize;
+            b.mirror[slot % MAX_DIR].store(r.new.load(Relaxed), Relaxed);
+        }
+        p.n.store(0, Release);
     }
 }
-
-const _: () = assert!(OpKind::ALL.len() == 5);

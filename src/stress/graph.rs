@@ -1,22 +1,20 @@
 //! The stress graph: nodes with checksummed payloads, linked by offsets, published in a
 //! directory of slots. Used by `mapheap stress` and by the fork tests.
 //!
-//! **Committed.** A node is committed from the single 8-byte store that writes its offset
-//! into a directory slot, made under the heap lock, until the single store that clears that
-//! slot. Every operation below keeps these invariants at every instruction, so a process
-//! killed anywhere leaves a graph that verifies:
+//! Every operation is plain code inside one transaction ([`Graph::random_op`] commits it
+//! before it returns): allocations, payload writes, directory stores and frees in whatever
+//! order is natural. The heap's undo log makes each operation all-or-nothing, so a process
+//! killed anywhere leaves the graph of the last committed operation, and these are checks
+//! of that atomicity, not rules the code has to keep by hand:
 //!
 //! * S1 every committed node is the payload of an allocated block; its head (magic, id, len)
 //!   fits the block, its payload is the pattern derived from its id and matches its checksum.
-//! * S2 every edge (`next`) of a committed node is 0 or a committed node: edges are
-//!   cleared or redirected *before* the store that uncommits their target, and a new node's
-//!   edge names a node that is committed when the new node is.
-//! * S3 no offset is committed in two slots, and ids are unique (`next_id` is bumped before
-//!   the node that takes the id is committed).
-//!
-//! A process killed between an allocation and the store that commits it, or between the
-//! store that uncommits a node and its `free`, leaves an allocated block nobody reaches: a
-//! leak, counted by [`leaks`], never a violation.
+//! * S2 every edge (`next`) of a committed node is 0 or a committed node.
+//! * S3 no offset is committed in two slots, and ids are unique.
+//! * S4 no allocated block is unreachable ([`leaks`]): a death rolls back the allocations
+//!   of its transaction and finishes the frees of a committed one.
+//! * S5 no operation is torn: the directory stores of a dead worker's transaction are
+//!   found all made or all undone (`board::Board::reconcile`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{compiler_fence, Ordering};
@@ -71,14 +69,15 @@ pub struct NodeHead {
 /// Bytes of a node head.
 pub const HEAD: u64 = size_of::<NodeHead>() as u64;
 
-/// Observes every store to a directory slot: `before_store` runs just before the committing
-/// store, `after_store` just after. `mapheap stress` journals them outside the heap to check
-/// that no committed store is ever lost.
+/// Observes every store to a directory slot and the commit of the transaction that made
+/// it. `mapheap stress` journals them outside the heap to check that no committed store is
+/// ever lost and no transaction is ever torn (S5).
 pub trait Journal {
-    /// Slot `slot` is about to change from `old` to `new`.
+    /// Slot `slot` is about to change from `old` to `new`, inside the transaction.
     fn before_store(&mut self, _slot: u64, _old: u64, _new: u64) {}
-    /// Slot `slot` now holds `new`.
-    fn after_store(&mut self, _slot: u64, _new: u64) {}
+    /// The transaction that made the stores since the last call has committed (called
+    /// with the lock still held).
+    fn committed(&mut self) {}
 }
 
 /// A journal that does nothing.
@@ -270,14 +269,12 @@ impl Graph {
         Ok(self.dir(g)?.iter().filter(|&&o| o != 0).count() as u64)
     }
 
-    /// The single store that commits (or uncommits) a node.
+    /// A directory store (one of possibly several of the operation's transaction).
     fn store(&self, g: &mut HeapGuard<'_>, i: u64, new: u64, j: &mut dyn Journal) -> Result<()> {
         let old = self.get(g, i)?;
         j.before_store(i, old, new);
         compiler_fence(Ordering::SeqCst);
         self.dir_mut(g)?[i as usize] = new;
-        compiler_fence(Ordering::SeqCst);
-        j.after_store(i, new);
         Ok(())
     }
 
@@ -353,13 +350,14 @@ impl Graph {
         Ok(Some((i, node, grew)))
     }
 
-    /// Points every edge to `from` at `to`.
+    /// Points every edge to `from` at `to` (writing, and so logging, only the heads that
+    /// change).
     fn redirect(&self, g: &mut HeapGuard<'_>, from: u64, to: u64) -> Result<()> {
         let nodes: Vec<u64> = self.dir(g)?.iter().copied().filter(|&o| o != 0).collect();
         for y in nodes {
-            let h = g.get_mut(Offset::<NodeHead>::from_raw(y))?;
-            if h.next == from {
-                h.next = to;
+            let at = Offset::<NodeHead>::from_raw(y);
+            if g.read(at)?.next == from {
+                g.get_mut(at)?.next = to;
             }
         }
         Ok(())
@@ -452,9 +450,23 @@ impl Graph {
         Ok(h)
     }
 
-    /// One random operation: mostly inserts while the directory is sparse, mostly deletes
-    /// while it is nearly full.
+    /// One random operation, as one transaction committed before this returns (with the
+    /// lock still held, so that the journal hears of the commit under it): mostly inserts
+    /// while the directory is sparse, mostly deletes while it is nearly full.
     pub fn random_op(
+        &self,
+        g: &mut HeapGuard<'_>,
+        rng: &mut Rng,
+        max_len: u64,
+        j: &mut dyn Journal,
+    ) -> Result<Done> {
+        let done = self.random_op_uncommitted(g, rng, max_len, j)?;
+        g.checkpoint()?;
+        j.committed();
+        Ok(done)
+    }
+
+    fn random_op_uncommitted(
         &self,
         g: &mut HeapGuard<'_>,
         rng: &mut Rng,
@@ -567,10 +579,14 @@ impl Graph {
     }
 }
 
-/// Allocated blocks whose payload is not in `live`: `(blocks, bytes)`, headers included.
+/// Allocated blocks whose payload is not in `live` (nor one of the heap's own, its undo
+/// log's): `(blocks, bytes)`, headers included. S4 wants `(0, 0)`.
 pub fn leaks(g: &HeapGuard<'_>, live: &HashSet<u64>) -> (u64, u64) {
+    let own = g.own_blocks();
     g.blocks()
         .iter()
-        .filter(|b| !b.free && !live.contains(&(b.offset + crate::format::BLOCK_HEADER)))
-        .fold((0, 0), |(n, bytes), b| (n + 1, bytes + b.size))
+        .filter(|b| !b.free)
+        .map(|b| (b.offset + crate::format::BLOCK_HEADER, b.size))
+        .filter(|(p, _)| !live.contains(p) && !own.contains(p))
+        .fold((0, 0), |(n, bytes), (_, size)| (n + 1, bytes + size))
 }

@@ -27,6 +27,7 @@ struct Json<'a> {
     recoveries: Recoveries,
     takeover_ns: Latency,
     journal_settled: u64,
+    torn: u64,
     check: Check,
     graph: Graph,
     leaked: Leaked,
@@ -129,6 +130,7 @@ impl Summary {
                 max: lat.last().copied().unwrap_or(0),
             },
             journal_settled: t.reconciled,
+            torn: t.torn,
             check: Check {
                 clean: !self.violations.iter().any(|v| v.starts_with("check:")),
                 blocks: self.check_blocks.0,

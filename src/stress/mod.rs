@@ -342,6 +342,12 @@ pub fn run_summary(args: &StressArgs) -> Result<Summary> {
             .into_iter()
             .map(|m| format!("lost store: {m}")),
     );
+    if leaked.0 != 0 {
+        violations.push(format!(
+            "S4 leaked {} blocks ({} bytes): allocated, yet reached by nothing",
+            leaked.0, leaked.1
+        ));
+    }
     let summary = Summary {
         path: path.display().to_string(),
         temporary: args.path.is_none(),

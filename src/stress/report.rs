@@ -120,8 +120,8 @@ impl Summary {
         }
         let _ = writeln!(
             s,
-            "journal       {} stores in flight at a death settled",
-            t.reconciled
+            "journal       {} transactions of dead workers settled, torn {}",
+            t.reconciled, t.torn
         );
         let _ = writeln!(
             s,
@@ -141,7 +141,7 @@ impl Summary {
         );
         let _ = writeln!(
             s,
-            "leaked        {} blocks, {} bytes (allocated by killed workers, never committed or no longer)",
+            "leaked        {} blocks, {} bytes (allocated, reached by nothing: must be 0)",
             self.leaked.0, self.leaked.1
         );
         let _ = writeln!(s, "violations    {}", self.violations.len());

@@ -251,7 +251,9 @@ pub fn gc(g: &mut HeapGuard<'_>, w: &mut World, descending: bool) -> R<()> {
         w.nodes[id] = None;
         tally::add(&tally::FREED, 1);
     }
-    Ok(())
+    // Frees take effect at the commit; commit here, keeping the lock, so that what the
+    // model says is gone is gone from the heap too.
+    g.checkpoint().map_err(|e| format!("commit: {e}"))
 }
 
 /// Applies one mutation to the heap and the model.
@@ -478,9 +480,10 @@ pub fn verify(g: &HeapGuard<'_>, w: &World) -> R<()> {
     }
     let live = w.live().len() as u64;
     let st = g.stats();
-    if st.used_blocks != live {
+    // One used block is the heap's own: the undo log.
+    if st.used_blocks != live + 1 {
         return Err(format!(
-            "heap has {} used blocks, the model {live} live nodes",
+            "heap has {} used blocks (the undo log's included), the model {live} live nodes",
             st.used_blocks
         ));
     }

@@ -1,0 +1,266 @@
+//! Plans of stores: how an operation is checked whole before it writes anything (D1).
+//!
+//! An [`Editor`] reads the arena through an overlay of the stores it has planned so far and
+//! records each store instead of making it; every address it will store to is
+//! bounds-checked when the store is planned. Only when the whole operation has been planned
+//! without an error does [`Arena::apply`] make the stores, in the planned order (the order
+//! is what makes each operation crash-safe, A3), each through the one counted store path
+//! (D2). So an operation on a corrupt heap fails with nothing written.
+
+use std::mem::MaybeUninit;
+
+use super::{corrupt, Arena, Result};
+use crate::fault::CrashPoint;
+use crate::format::block::{self, Header};
+use crate::format::{HEADER_SIZE, STATE_OFFSET, STATE_SIZE};
+
+/// The most stores one operation plans (an aligned allocation that splits twice and logs
+/// itself plans about 40).
+const MAX_STORES: usize = 64;
+/// The most named crash points one plan carries.
+const MAX_MARKS: usize = 4;
+
+/// Stores planned over an arena, not yet made.
+pub struct Editor<'p, 'a> {
+    arena: &'p Arena<'a>,
+    plan: Plan,
+}
+
+/// A finished plan: the stores, in order, and the named crash points between them.
+pub struct Plan {
+    /// `stores[..n]` are initialised (left uninitialised beyond: a plan is made per
+    /// operation, and zeroing a kilobyte each time would cost more than the operation).
+    stores: [MaybeUninit<(u64, u64)>; MAX_STORES],
+    n: usize,
+    marks: [(usize, CrashPoint); MAX_MARKS],
+    nm: usize,
+    /// The capacity the plan leaves (it changes only by growth).
+    capacity: u64,
+}
+
+impl<'p, 'a> Editor<'p, 'a> {
+    pub(super) fn new(arena: &'p Arena<'a>) -> Self {
+        Editor {
+            arena,
+            plan: Plan {
+                stores: [const { MaybeUninit::uninit() }; MAX_STORES],
+                n: 0,
+                marks: [(0, CrashPoint::LockAcquired); MAX_MARKS],
+                nm: 0,
+                capacity: arena.state().capacity,
+            },
+        }
+    }
+
+    /// The arena being edited (for reads that no planned store can have changed).
+    pub fn arena(&self) -> &'p Arena<'a> {
+        self.arena
+    }
+
+    fn pending(&self, at: u64) -> Option<u64> {
+        self.plan
+            .stores()
+            .iter()
+            .rev()
+            .find(|(a, _)| *a == at)
+            .map(|&(_, v)| v)
+    }
+
+    fn check_arena(&self, at: u64) -> Result<()> {
+        if at < HEADER_SIZE || !self.arena.in_bounds(at, self.plan.capacity) {
+            return corrupt(at, "word outside the arena");
+        }
+        Ok(())
+    }
+
+    /// The arena word at `at` as the plan leaves it. Addresses read from the file are
+    /// checked against the arena only: never a state word.
+    pub fn load(&self, at: u64) -> Result<u64> {
+        self.check_arena(at)?;
+        Ok(match self.pending(at) {
+            Some(v) => v,
+            None => self
+                .arena
+                .cell_unchecked(at)
+                .load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    /// Plans a store to the arena word at `at`.
+    pub fn put(&mut self, at: u64, value: u64) -> Result<()> {
+        self.check_arena(at)?;
+        self.push(at, value)
+    }
+
+    fn push(&mut self, at: u64, value: u64) -> Result<()> {
+        if self.plan.n == MAX_STORES {
+            return corrupt(at, "operation plans too many stores");
+        }
+        self.plan.stores[self.plan.n].write((at, value));
+        self.plan.n += 1;
+        Ok(())
+    }
+
+    /// The state word at file offset `at` (from `st!`) as the plan leaves it.
+    pub fn st(&self, at: u64) -> u64 {
+        debug_assert!(is_state_word(at), "{at:#x} is not a state word");
+        match self.pending(at) {
+            Some(v) => v,
+            None => self
+                .arena
+                .cell_unchecked(at)
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Plans a store to the state word at `at` (from `st!`).
+    pub fn set_st(&mut self, at: u64, value: u64) -> Result<()> {
+        debug_assert!(is_state_word(at), "{at:#x} is not a state word");
+        if at == super::st!(capacity) {
+            self.plan.capacity = value;
+        }
+        self.push(at, value)
+    }
+
+    /// Adds `delta` (wrapping: counters come from the file) to a state counter.
+    pub fn add_st(&mut self, at: u64, delta: u64) -> Result<()> {
+        let v = self.st(at).wrapping_add(delta);
+        self.set_st(at, v)
+    }
+
+    /// Subtracts `delta` (wrapping) from a state counter.
+    pub fn sub_st(&mut self, at: u64, delta: u64) -> Result<()> {
+        let v = self.st(at).wrapping_sub(delta);
+        self.set_st(at, v)
+    }
+
+    /// The capacity as the plan leaves it.
+    pub fn capacity(&self) -> u64 {
+        self.plan.capacity
+    }
+
+    /// Where the sentinel is, as the plan leaves it.
+    pub fn sentinel(&self) -> u64 {
+        self.plan.capacity.wrapping_sub(8)
+    }
+
+    /// The header at `at`, if its tag matches.
+    pub fn header(&self, at: u64) -> Result<Header> {
+        let w = self.load(at)?;
+        block::decode(at, w).ok_or(super::AllocError::Corrupt {
+            offset: at,
+            what: "block header tag mismatch",
+        })
+    }
+
+    /// Plans a header store.
+    pub fn set_header(&mut self, at: u64, size: u64, flags: u64) -> Result<()> {
+        self.put(at, block::encode(at, size, flags))
+    }
+
+    /// A named crash point after the stores planned so far.
+    pub fn mark(&mut self, point: CrashPoint) {
+        if self.plan.nm < MAX_MARKS {
+            self.plan.marks[self.plan.nm] = (self.plan.n, point);
+            self.plan.nm += 1;
+        }
+    }
+
+    /// The finished plan.
+    pub fn finish(self) -> Plan {
+        self.plan
+    }
+}
+
+fn is_state_word(at: u64) -> bool {
+    at.is_multiple_of(8) && (STATE_OFFSET as u64..(STATE_OFFSET + STATE_SIZE) as u64).contains(&at)
+}
+
+impl Plan {
+    fn stores(&self) -> &[(u64, u64)] {
+        // SAFETY: `stores[..n]` were each written by `push` before `n` was raised past
+        // them, and MaybeUninit<T> has T's layout.
+        unsafe { std::slice::from_raw_parts(self.stores.as_ptr().cast(), self.n) }
+    }
+
+    /// How many stores the plan makes.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether the plan makes no store.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
+impl Arena<'_> {
+    /// Makes the stores of `plan`, in order, through the counted store path. Every address
+    /// was bounds-checked when it was planned, against the capacity the plan had reached
+    /// by then, and the stores reach that capacity in the same order; so no store here
+    /// can fail, and none is made unless the whole operation was planned.
+    pub fn apply(&mut self, plan: &Plan) {
+        let mut marks = plan.marks[..plan.nm].iter().peekable();
+        for (i, &(at, value)) in plan.stores().iter().enumerate() {
+            while let Some(&(_, p)) = marks.next_if(|(k, _)| *k == i) {
+                crate::fault::hit(p);
+            }
+            self.cell_unchecked(at)
+                .store(value, std::sync::atomic::Ordering::Release);
+            crate::fault::stored();
+        }
+        for &(_, p) in marks {
+            crate::fault::hit(p);
+        }
+    }
+
+    /// Stores to a state word (from `st!`), through the counted store path.
+    pub fn store_state(&mut self, at: u64, value: u64) -> Result<()> {
+        if !is_state_word(at) {
+            return corrupt(at, "not a state word");
+        }
+        self.cell_unchecked(at)
+            .store(value, std::sync::atomic::Ordering::Release);
+        crate::fault::stored();
+        Ok(())
+    }
+}
+
+impl Arena<'_> {
+    /// Whether `[at, at + n)` is a range of whole words that a bulk copy may touch: inside
+    /// the arena's capacity and the mapping, or inside the root table.
+    fn range_ok(&self, at: u64, n: u64) -> bool {
+        let Some(end) = at.checked_add(n) else {
+            return false;
+        };
+        let roots = super::st!(roots)..super::st!(roots) + 64 * crate::format::ROOT_COUNT as u64;
+        let arena = HEADER_SIZE..self.state().capacity.min(self.map_len);
+        at.is_multiple_of(8)
+            && n.is_multiple_of(8)
+            && ((roots.start <= at && end <= roots.end) || (arena.start <= at && end <= arena.end))
+    }
+
+    /// Copies `n` bytes (whole words) from `src` to `dst`, both checked ranges of the arena
+    /// or the root table: one counted store (D2). The bytes it writes are either not yet
+    /// taken in by anything (a log entry before the length store that commits it) or a
+    /// before-image put back, so a death inside the copy is a death before or after it.
+    pub fn copy_words(&mut self, dst: u64, src: u64, n: u64) -> Result<()> {
+        if !self.range_ok(dst, n) || !self.range_ok(src, n) {
+            return corrupt(dst, "copy outside the arena");
+        }
+        // SAFETY: both ranges lie inside the mapping (checked just above, against the
+        // capacity and `map_len`); we hold the lock and no reference into the heap is alive
+        // while a `&mut self` method runs, so nothing else reads or writes these bytes;
+        // `copy` allows the ranges to overlap.
+        unsafe {
+            std::ptr::copy(
+                self.base.add(src as usize),
+                self.base.add(dst as usize),
+                n as usize,
+            );
+        }
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        crate::fault::stored();
+        Ok(())
+    }
+}
