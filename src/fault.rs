@@ -44,6 +44,8 @@ pub enum CrashPoint {
     /// In an aligned allocation, after the store that splits the alignment gap off the
     /// front of the block, before the gap's footer is written and it is listed.
     AlignGapSplit,
+    /// Right after the store that commits a transaction (T2).
+    TxCommitted,
 }
 
 impl CrashPoint {
@@ -58,6 +60,7 @@ impl CrashPoint {
         CrashPoint::GrowExtended,
         CrashPoint::GrowSentinelWritten,
         CrashPoint::AlignGapSplit,
+        CrashPoint::TxCommitted,
     ];
 
     /// Whether the point lies in the lock protocol rather than in a change of the heap.
@@ -93,6 +96,18 @@ mod imp {
         /// Unwind after this many more stores (0: never).
         static UNWIND_AFTER_STORES: Cell<u64> = const { Cell::new(0) };
         static DYING: Cell<bool> = const { Cell::new(false) };
+        /// Named points passed since `count_stores`, with the store count at each.
+        static MARKS: std::cell::RefCell<Vec<(CrashPoint, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    pub fn marks() -> Vec<(CrashPoint, u64)> {
+        MARKS.with(|m| m.borrow().clone())
+    }
+
+    /// A thread already unwinding (a panicking guard rolling back) cannot unwind again:
+    /// the death is not simulated there (an abort would end the test binary).
+    fn can_die() -> bool {
+        !std::thread::panicking()
     }
 
     fn die_in_process(point: Option<CrashPoint>, store: u64) -> ! {
@@ -125,6 +140,7 @@ mod imp {
     pub fn count_stores() {
         EVER.store(true, Ordering::Relaxed);
         STORES.with(|c| c.set(0));
+        MARKS.with(|m| m.borrow_mut().clear());
     }
 
     pub fn stores() -> u64 {
@@ -145,7 +161,7 @@ mod imp {
             c.set(n);
             n
         });
-        if UNWIND_AFTER_STORES.with(|c| c.get()) == n {
+        if UNWIND_AFTER_STORES.with(|c| c.get()) == n && can_die() {
             UNWIND_AFTER_STORES.with(|c| c.set(0));
             die_in_process(None, n);
         }
@@ -170,9 +186,16 @@ mod imp {
         if !EVER.load(Ordering::Relaxed) {
             return;
         }
+        MARKS.with(|m| {
+            if let Ok(mut m) = m.try_borrow_mut() {
+                if m.len() < 4096 {
+                    m.push((point, STORES.with(|c| c.get())));
+                }
+            }
+        });
         let (at, left) = UNWIND_AT.with(|c| c.get());
         if at == point as u32 {
-            if left == 1 {
+            if left == 1 && can_die() {
                 UNWIND_AT.with(|c| c.set((0, 0)));
                 die_in_process(Some(point), STORES.with(|c| c.get()));
             }
@@ -242,6 +265,13 @@ pub fn count_stores() {
 #[cfg(feature = "mutants")]
 pub fn stores() -> u64 {
     imp::stores()
+}
+
+/// The named points this thread passed since [`count_stores`], each with the number of
+/// stores made before it (so a test can tell which stores come after, say, a commit).
+#[cfg(feature = "mutants")]
+pub fn marks() -> Vec<(CrashPoint, u64)> {
+    imp::marks()
 }
 
 /// Whether this thread is unwinding out of a simulated death: a guard dropped then must

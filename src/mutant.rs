@@ -111,6 +111,8 @@ pub enum Mutant {
     PanicCommits,
     /// A free (or a split) writes before it has checked everything it will touch.
     WriteBeforeCheck,
+    /// A split stores the shrunk header before the tail's header (its commit first).
+    SplitCommitFirst,
 }
 
 impl Mutant {
@@ -162,6 +164,7 @@ impl Mutant {
         Mutant::OverflowSkipsLog,
         Mutant::PanicCommits,
         Mutant::WriteBeforeCheck,
+        Mutant::SplitCommitFirst,
     ];
 
     /// The mutant whose `Debug` name is `name`.

@@ -107,6 +107,11 @@ impl Editor<'_, '_> {
             } else {
                 0
             };
+            if active(Mutant::SplitCommitFirst) {
+                // The shrinking store before the tail exists: the same end state, but a
+                // death between the two leaves a chain that ends in the middle of a block.
+                self.set_header(b, need, bflags)?;
+            }
             self.set_header(t + misplaced, bsize - need, FREE)?;
             self.put(next - 8, bsize - need)?;
             self.mark(CrashPoint::SplitTailWritten);

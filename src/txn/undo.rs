@@ -98,6 +98,7 @@ pub fn commit(a: &mut Arena<'_>, segs: &[Segment], entries: &[Entry]) -> Result<
         // Every entry is in before this store (T1), so the transaction is final with it.
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
         a.store_state(st!(log.len), (log.len & LOG_LEN_MASK) | LOG_COMMITTED)?;
+        crate::fault::hit(crate::fault::CrashPoint::TxCommitted);
     }
     let mut freed = 0;
     if log.done != LOG_DONE_ALL {
