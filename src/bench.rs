@@ -13,7 +13,8 @@
 //!   the counter through a pointer resolved once, the guard figure resolves it every time.
 //! * `alloc.1p.mapheap`: the anchors' seeded allocator workload, one lock per operation
 //!   (as Boost.Interprocess takes its internal mutex per call).
-//! * `alloc.1p.mapheap_onelock`: the same under a single guard (as `boost_mmf_nolock`).
+//! * `alloc.1p.mapheap_onelock`: the same under a single lock (as `boost_mmf_nolock`),
+//!   committing every [`ONELOCK_CHECKPOINT`] operations (`HeapGuard::checkpoint`).
 //! * `alloc.{N}p.mapheap`: N forked processes on one heap, seeds 43, 44, ...
 //! * `map64M.{label}.remap.mapheap_{N}obj`: a remap after growth elsewhere, with 0 and N
 //!   live objects, beside the anchors' `remap_munmap_mmap`.
@@ -328,6 +329,10 @@ pub const ANCHORS_DEFAULT_WORKLOAD: Workload = Workload {
     rng_xor: 0x6ce8_9f4b_d5ce_6e32,
 };
 
+/// Operations per transaction of the single-lock workload (it commits and goes on,
+/// keeping the lock, every this many).
+pub const ONELOCK_CHECKPOINT: u64 = 256;
+
 /// The anchors' allocator workload; `per_op` takes the lock for every operation. Returns
 /// the timed interval and what the loop did.
 fn alloc_workload(
@@ -355,6 +360,11 @@ fn alloc_workload(
                 &mut fresh
             }
         };
+        if !per_op && i % ONELOCK_CHECKPOINT == 0 {
+            // One lock, but not one transaction: a transaction's frees wait for its commit
+            // and its log grows with every operation.
+            g.checkpoint().expect("checkpoint");
+        }
         let r = splitmix64(&mut s);
         w.rng_xor ^= r;
         if live.len() < target {

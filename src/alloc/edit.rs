@@ -20,10 +20,11 @@ const MAX_STORES: usize = 64;
 /// The most named crash points one plan carries.
 const MAX_MARKS: usize = 4;
 
-/// Stores planned over an arena, not yet made.
+/// Stores planned over an arena, not yet made (into a [`Plan`] the caller owns, so that
+/// the kilobyte of it is never moved).
 pub struct Editor<'p, 'a> {
     arena: &'p Arena<'a>,
-    plan: Plan,
+    plan: &'p mut Plan,
 }
 
 /// A finished plan: the stores, in order, and the named crash points between them.
@@ -38,18 +39,32 @@ pub struct Plan {
     capacity: u64,
 }
 
-impl<'p, 'a> Editor<'p, 'a> {
-    pub(super) fn new(arena: &'p Arena<'a>) -> Self {
-        Editor {
-            arena,
-            plan: Plan {
-                stores: [const { MaybeUninit::uninit() }; MAX_STORES],
-                n: 0,
-                marks: [(0, CrashPoint::LockAcquired); MAX_MARKS],
-                nm: 0,
-                capacity: arena.state().capacity,
-            },
+impl Plan {
+    /// An empty plan.
+    pub fn new() -> Plan {
+        Plan {
+            stores: [const { MaybeUninit::uninit() }; MAX_STORES],
+            n: 0,
+            marks: [(0, CrashPoint::LockAcquired); MAX_MARKS],
+            nm: 0,
+            capacity: 0,
         }
+    }
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan::new()
+    }
+}
+
+impl<'p, 'a> Editor<'p, 'a> {
+    /// An editor over `arena` that plans into `plan` (emptied first).
+    pub fn new(arena: &'p Arena<'a>, plan: &'p mut Plan) -> Self {
+        plan.n = 0;
+        plan.nm = 0;
+        plan.capacity = arena.state().capacity;
+        Editor { arena, plan }
     }
 
     /// The arena being edited (for reads that no planned store can have changed).
@@ -165,11 +180,6 @@ impl<'p, 'a> Editor<'p, 'a> {
             self.plan.nm += 1;
         }
     }
-
-    /// The finished plan.
-    pub fn finish(self) -> Plan {
-        self.plan
-    }
 }
 
 fn is_state_word(at: u64) -> bool {
@@ -195,6 +205,22 @@ impl Plan {
 }
 
 impl Arena<'_> {
+    /// Plans an operation with `f` and, if the whole of it could be planned, makes its
+    /// stores (D1); on an error nothing is written.
+    #[inline]
+    pub fn edit<R>(&mut self, f: impl FnOnce(&mut Editor<'_, '_>) -> Result<R>) -> Result<R> {
+        let mut plan = Plan::new();
+        let r = {
+            let mut e = Editor::new(self, &mut plan);
+            f(&mut e)
+        };
+        if r.is_ok() || crate::mutant::active(crate::mutant::Mutant::WriteBeforeCheck) {
+            // (The mutant writes what it planned before the check that failed.)
+            self.apply(&plan);
+        }
+        r
+    }
+
     /// Makes the stores of `plan`, in order, through the counted store path. Every address
     /// was bounds-checked when it was planned, against the capacity the plan had reached
     /// by then, and the stores reach that capacity in the same order; so no store here

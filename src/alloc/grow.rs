@@ -25,17 +25,17 @@ impl Arena<'_> {
     /// Extends the arena to `new_capacity`; the mapping must already cover it and the file
     /// be at least that long. The new space joins the last block if that one is free.
     pub fn extend(&mut self, new_capacity: u64) -> Result<()> {
-        let plan = {
-            let old = self.state().capacity;
+        let old = self.state().capacity;
+        let map_len = self.map_len;
+        self.edit(|e| {
             if new_capacity <= old
-                || new_capacity > self.map_len
+                || new_capacity > map_len
                 || new_capacity > MAX_CAPACITY
                 || !new_capacity.is_multiple_of(ALIGN)
                 || new_capacity - old < MIN_BLOCK
             {
                 return corrupt(new_capacity, "growth to an invalid capacity");
             }
-            let mut e = self.editor();
             let s = old - BLOCK_HEADER;
             let sh = e.header(s)?;
             if sh.size != 0 || sh.is_free() {
@@ -52,10 +52,7 @@ impl Arena<'_> {
             e.add_st(st!(used_blocks), 1)?;
             e.add_st(st!(used_bytes), new_capacity - old)?;
             e.free_block(s, new_capacity - old, flags)?;
-            e.clear_intent()?;
-            e.finish()
-        };
-        self.apply(&plan);
-        Ok(())
+            e.clear_intent()
+        })
     }
 }

@@ -29,7 +29,7 @@ mod ops;
 mod repair;
 pub mod tlsf;
 
-pub use edit::Editor;
+pub use edit::{Editor, Plan};
 pub use repair::{ChainBreak, ChainFault, RepairPlan, RepairReport};
 
 use std::marker::PhantomData;
@@ -228,11 +228,6 @@ impl<'a> Arena<'a> {
     /// Sets the state's flags word.
     pub fn set_flags(&mut self, flags: u64) -> Result<()> {
         self.store(st!(flags), flags)
-    }
-
-    /// A plan of stores over this arena (see [`Editor`]).
-    pub fn editor(&self) -> Editor<'_, 'a> {
-        Editor::new(self)
     }
 }
 

@@ -237,13 +237,7 @@ impl Arena<'_> {
         align: u64,
         then: impl FnOnce(&mut Editor<'_, '_>, u64) -> Result<()>,
     ) -> Result<u64> {
-        let (plan, payload) = {
-            let mut e = self.editor();
-            let payload = e.plan_alloc(size, align, then)?;
-            (e.finish(), payload)
-        };
-        self.apply(&plan);
-        Ok(payload)
+        self.edit(|e| e.plan_alloc(size, align, then))
     }
 
     /// The block whose payload starts at `payload`, if it is allocated.
@@ -258,12 +252,6 @@ impl Arena<'_> {
 
     /// Frees the block whose payload starts at `payload`, merging free neighbours.
     pub fn free(&mut self, payload: u64) -> Result<()> {
-        let plan = {
-            let mut e = self.editor();
-            e.plan_free(payload)?;
-            e.finish()
-        };
-        self.apply(&plan);
-        Ok(())
+        self.edit(|e| e.plan_free(payload))
     }
 }

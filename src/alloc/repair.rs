@@ -272,12 +272,7 @@ impl Arena<'_> {
             )?;
             if free {
                 self.store(b.offset + size - 8, size)?;
-                let plan = {
-                    let mut e = self.editor();
-                    e.link(b.offset, size)?;
-                    e.finish()
-                };
-                self.apply(&plan);
+                self.edit(|e| e.link(b.offset, size))?;
                 counts[2] += size;
                 counts[3] += 1;
             } else {
@@ -311,14 +306,10 @@ impl Arena<'_> {
         self.store(HEADER_SIZE, encode(HEADER_SIZE, size, FREE))?;
         self.store(HEADER_SIZE + size - 8, size)?;
         self.store(cap - BLOCK_HEADER, encode(cap - BLOCK_HEADER, 0, PREV_FREE))?;
-        let plan = {
-            let mut e = self.editor();
+        self.edit(|e| {
             e.link(HEADER_SIZE, size)?;
             e.set_st(st!(free_blocks), 1)?;
-            e.set_st(st!(free_bytes), size)?;
-            e.finish()
-        };
-        self.apply(&plan);
-        Ok(())
+            e.set_st(st!(free_bytes), size)
+        })
     }
 }

@@ -47,7 +47,8 @@ impl Drop for Buf {
 fn checked_list_refuses_each_bad_field_alone() {
     let buf = Buf::new(64 << 10);
     let arena = buf.arena();
-    let a = arena.editor();
+    let mut plan = Plan::new();
+    let a = Editor::new(&arena, &mut plan);
     let b = HEADER_SIZE;
     assert!(a.checked_list(b, MIN_BLOCK, 0, 1).is_ok());
     assert!(

@@ -132,13 +132,7 @@ fn break_rule(g: &mut HeapGuard<'_>, v: &Valid, rule: Rule) {
         }
         Rule::NotListed => {
             let s = size_of_block(g, v.b);
-            let mut a = arena(g);
-            let plan = {
-                let mut e = a.editor();
-                e.unlink(v.b, s).unwrap();
-                e.finish()
-            };
-            a.apply(&plan);
+            arena(g).edit(|e| e.unlink(v.b, s)).unwrap();
         }
         Rule::List(ListFault::NotFree) => {
             // The used block c heads the empty list (0, 1), its bits set as for a list.
@@ -148,13 +142,7 @@ fn break_rule(g: &mut HeapGuard<'_>, v: &Valid, rule: Rule) {
         }
         Rule::List(ListFault::WrongClass) => {
             let s = size_of_block(g, v.b);
-            let mut a = arena(g);
-            let plan = {
-                let mut e = a.editor();
-                e.unlink(v.b, s).unwrap();
-                e.finish()
-            };
-            a.apply(&plan);
+            arena(g).edit(|e| e.unlink(v.b, s)).unwrap();
             poke(g, v.b + 8, 0);
             poke(g, v.b + 16, 0);
             poke(g, st!(heads) + 8, v.b);
