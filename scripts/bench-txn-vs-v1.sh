@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The transactions' costs against the code before them, in one session on one machine:
+# benches/txn.rs (which uses only calls that format version 1 had) is built and run in a
+# worktree of the last version-1 commit and in this tree, alternately, RUNS times; then the
+# medians and the ratios the transactions issue asks for are printed.
+#
+#   scripts/bench-txn-vs-v1.sh            # RUNS=3, criterion at 2 s per figure
+#
+# Needs nothing beyond cargo. The worktree lives under target/ (target/v1-tree).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+V1=${V1:-4c71678}
+RUNS=${RUNS:-3}
+tree=target/v1-tree
+if [ ! -e "$tree/.git" ]; then
+    git worktree add -q --detach "$tree" "$V1"
+fi
+cp benches/txn.rs "$tree/benches/txn.rs"
+if ! grep -q 'name = "txn"' "$tree/Cargo.toml"; then
+    printf '\n[[bench]]\nname = "txn"\nharness = false\n' >>"$tree/Cargo.toml"
+fi
+out=$(mktemp -d)
+args=(--bench txn -- --warm-up-time 1 --measurement-time "${MEASURE:-2}" --noplot)
+(cd "$tree" && cargo bench --no-run --bench txn >/dev/null 2>&1)
+cargo bench --no-run --bench txn >/dev/null 2>&1
+for r in $(seq 1 "$RUNS"); do
+    for side in v1 v2; do
+        dir=.
+        [ "$side" = v1 ] && dir=$tree
+        (cd "$dir" && cargo bench "${args[@]}" 2>/dev/null) |
+            awk -v side="$side" -v run="$r" '
+                /^txn\// { name = $1 }
+                /time:/ && name != "" { gsub(/\[/, ""); print side, run, name, $4, $5; name = "" }
+            ' >>"$out/raw"
+    done
+done
+awk '
+    function ns(v, u) { return u == "ps" ? v / 1000 : u == "µs" ? v * 1000 : u == "ms" ? v * 1e6 : v }
+    { t[$1 " " $3] = t[$1 " " $3] " " ns($4, $5) }
+    END {
+        for (k in t) {
+            n = split(substr(t[k], 2), a, " "); asort(a); med[k] = a[int((n + 1) / 2)]
+        }
+        printf "%-32s %10s %10s\n", "figure (median ns)", "v1", "v2"
+        split("txn/guard_empty txn/guard_write8_logged txn/write8_fresh_in_guard txn/alloc_link", f, " ")
+        for (i = 1; i <= 4; i++) printf "%-32s %10.1f %10.1f\n", f[i], med["v1 " f[i]], med["v2 " f[i]]
+        printf "\nempty guard, v2 - v1:                 %+.1f ns (goal: within 2 ns)\n", med["v2 txn/guard_empty"] - med["v1 txn/guard_empty"]
+        printf "logging one 8-byte write (v2 - v1):    %+.1f ns (goal: at most 25 ns)\n", med["v2 txn/guard_write8_logged"] - med["v1 txn/guard_write8_logged"]
+        printf "alloc and link, v2 / v1:               %.2fx (goal: at most 2x)\n", med["v2 txn/alloc_link"] / med["v1 txn/alloc_link"]
+        printf "write to a fresh block, v2 - v1:       %+.1f ns (goal: nothing extra)\n", med["v2 txn/write8_fresh_in_guard"] - med["v1 txn/write8_fresh_in_guard"]
+    }' "$out/raw"
+echo "raw: $out/raw"
