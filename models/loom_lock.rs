@@ -44,6 +44,16 @@ mod backend {
     pub use loom::sync::{Condvar, Mutex};
     pub use loom::thread::spawn;
 
+    /// The protocol's spin bound under loom: one look before sleeping keeps the spin path
+    /// in every exploration without multiplying the schedules by the production bound.
+    pub const SPIN_LIMIT: u32 = 1;
+
+    /// The pause of a spinning locker. Not `loom::thread::yield_now`: loom takes a yield to
+    /// mean "no progress until another thread runs" and would always let the holder unlock
+    /// first, hiding every schedule in which the spinner goes to sleep. The spin is bounded,
+    /// so it needs no yield to end.
+    pub fn yield_now() {}
+
     /// The data the lock protects: a loom cell, so that two accesses not ordered by
     /// happens-before (a broken exclusion or a missing Acquire/Release) fail the model.
     pub struct Payload(loom::cell::UnsafeCell<u64>);

@@ -47,7 +47,11 @@ mod backend {
 
     pub use shuttle::sync::atomic::{AtomicBool, AtomicU32};
     pub use shuttle::sync::{Condvar, Mutex};
-    pub use shuttle::thread::spawn;
+    pub use shuttle::thread::{spawn, yield_now};
+
+    /// The protocol's spin bound under shuttle: a few looks before sleeping, so schedules
+    /// where the holder unlocks during the spin are explored.
+    pub const SPIN_LIMIT: u32 = 3;
 
     /// The data the lock protects: read, yield, write. Two threads inside at once lose an
     /// update (and trip the occupancy check first).

@@ -113,6 +113,8 @@ pub enum Mutant {
     WriteBeforeCheck,
     /// A split stores the shrunk header before the tail's header (its commit first).
     SplitCommitFirst,
+    /// A locker spins on a held word without a bound (never sleeps, never probes).
+    UnboundedSpin,
 }
 
 impl Mutant {
@@ -165,6 +167,7 @@ impl Mutant {
         Mutant::PanicCommits,
         Mutant::WriteBeforeCheck,
         Mutant::SplitCommitFirst,
+        Mutant::UnboundedSpin,
     ];
 
     /// The mutant whose `Debug` name is `name`.

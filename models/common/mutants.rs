@@ -194,6 +194,17 @@ fn mutant_stale_word_after_wait_is_caught() {
 }
 
 #[test]
+fn mutant_unbounded_spin_is_caught() {
+    // A locker spins on the word of an owner that died holding it, for ever: it never
+    // sleeps, so it never times out and probes (L7).
+    check(Row {
+        mutant: Mutant::UnboundedSpin,
+        loom: caught(dies_holding, SPIN_LOOM),
+        shuttle: caught(deaths, SPIN_SHUTTLE),
+    });
+}
+
+#[test]
 fn mutant_recovery_drops_waiters_is_caught() {
     check(Row {
         mutant: Mutant::RecoveryDropsWaiters,

@@ -453,6 +453,14 @@ impl Platform for ModelPlatform<'_> {
         slot.held.load(SeqCst)
     }
 
+    fn spin_limit(&self) -> u32 {
+        b::SPIN_LIMIT
+    }
+
+    fn spin(&self) {
+        b::yield_now()
+    }
+
     fn crash_point(&self, at: CrashPoint) {
         if at == CrashPoint::TakeoverDone {
             let dead = OwnerId::from_word(self.last_wait.get())

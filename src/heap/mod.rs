@@ -145,14 +145,22 @@ extern "C" fn child_after_fork() {
     FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
 }
 
-#[inline]
-fn fork_epoch() -> u64 {
+/// The fork epoch, registering the atfork handler first if this process has none yet
+/// (every handle is made through `attach`, which calls this).
+fn fork_epoch_registered() -> u64 {
     ATFORK.call_once(|| {
         // SAFETY: registers a handler that only does an atomic add (async-signal-safe).
         unsafe {
             libc::pthread_atfork(None, None, Some(child_after_fork));
         }
     });
+    FORK_EPOCH.load(Ordering::Relaxed)
+}
+
+/// The fork epoch, on the lock's fast path: one load (the handler was registered when the
+/// handle was made, before any fork it must see).
+#[inline(always)]
+fn fork_epoch() -> u64 {
     FORK_EPOCH.load(Ordering::Relaxed)
 }
 
@@ -263,7 +271,7 @@ impl Heap {
     }
 
     fn attach(file: File, path: &Path, opts: &OpenOptions) -> Result<Heap> {
-        let epoch = fork_epoch();
+        let epoch = fork_epoch_registered();
         let len = file.metadata().map_err(io_err("stat", path))?.len();
         if len < MIN_CAPACITY {
             return Err(format_err(path)(FormatError::Truncated {

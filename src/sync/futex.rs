@@ -22,6 +22,10 @@ const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
 /// How long a waiter sleeps before it probes the owner's liveness, by default.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
+/// Looks at a held word before sleeping (L7): about as long as a short critical section
+/// (a few hundred nanoseconds of `pause`), far below a futex sleep and wake.
+pub const SPIN_LIMIT: u32 = 100;
+
 /// The lock word of a mapping, its attachment table, and the probe interval.
 #[derive(Clone, Copy)]
 pub struct Futex<'a> {
@@ -140,6 +144,16 @@ impl Platform for Futex<'_> {
     #[inline]
     fn crash_point(&self, at: CrashPoint) {
         crate::fault::hit(at)
+    }
+
+    #[inline]
+    fn spin_limit(&self) -> u32 {
+        SPIN_LIMIT
+    }
+
+    #[inline]
+    fn spin(&self) {
+        std::hint::spin_loop()
     }
 }
 

@@ -9,6 +9,10 @@
 //!   (Drepper's rule), because it cannot know whether others still sleep.
 //! * L3 ordering: the acquiring CAS is `Acquire` and the releasing swap `Release`, so the
 //!   protected data written by one owner is visible to the next.
+//! * L7 bounded spinning: a locker that finds the word held looks at it again at most
+//!   `Platform::spin_limit` times before it announces itself and sleeps; it never spins
+//!   after a sleep, so a dead owner costs a spinner one bounded spin and then the usual
+//!   time-out and probe.
 //! * L4 death: a waiter whose wait timed out asks the platform whether the owner named by
 //!   the word it saw is alive; if not, it takes the lock over by CAS from that exact word,
 //!   keeping WAITERS, so exactly one waiter recovers and the others keep sleeping safely.
@@ -65,6 +69,21 @@ pub fn lock<P: Platform>(p: &P, me: OwnerId) -> Acquired {
 
 #[cold]
 fn lock_slow<P: Platform>(p: &P, me: OwnerId, mut c: u32) -> Acquired {
+    // Adaptive spinning (L7): before sleeping at all, look at a held word a bounded number
+    // of times; a holder about to unlock saves a sleep and a wake. The bound is what keeps
+    // a dead owner's word (which never changes) from holding a spinner for ever: past it,
+    // the spinner sleeps, times out and probes, as every waiter does (L4). A word found free
+    // is taken below exactly as the fast path takes it.
+    let mut spins = if active(Mutant::UnboundedSpin) {
+        u32::MAX
+    } else {
+        p.spin_limit()
+    };
+    while spins > 0 && c & !WAITERS != 0 {
+        p.spin();
+        c = p.load(Relaxed);
+        spins -= 1;
+    }
     // Once we have slept, others may be asleep too: take the lock with WAITERS set.
     let mut slept = false;
     loop {
