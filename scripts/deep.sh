@@ -35,7 +35,7 @@
 #   DEEP_FORK_SCALE [3] (1)        processes, rounds and kills of the fork tests (default 1)
 #   DEEP_STRESS_SECS [120] (10)    `mapheap stress` duration; DEEP_STRESS_KILL_RATE [20] (20)
 #                                  SIGKILLs per second; DEEP_STRESS_WORKERS [2 per CPU]
-#   DEEP_FUZZ_SECS [120] (20)      libFuzzer's -max_total_time; 0 skips the tier
+#   DEEP_FUZZ_SECS [600] (20)      libFuzzer's -max_total_time; 0 skips the tier
 #   DEEP_MINUTES                   if set, the time-boxed tiers share this budget instead of
 #                                  DEEP_STRESS_SECS and DEEP_FUZZ_SECS: stress gets 2/3 of it,
 #                                  fuzz 1/3 (the bounded tiers are unaffected)
@@ -61,7 +61,7 @@ FORK_SCALE=${DEEP_FORK_SCALE:-$(pick 3 1)}
 STRESS_SECS=${DEEP_STRESS_SECS:-$(pick 120 10)}
 STRESS_KILL_RATE=${DEEP_STRESS_KILL_RATE:-20}
 STRESS_WORKERS=${DEEP_STRESS_WORKERS:-}
-FUZZ_SECS=${DEEP_FUZZ_SECS:-$(pick 120 20)}
+FUZZ_SECS=${DEEP_FUZZ_SECS:-$(pick 600 20)}
 if [ -n "${DEEP_MINUTES:-}" ]; then
     STRESS_SECS=$((DEEP_MINUTES * 60 * 2 / 3))
     FUZZ_SECS=$((DEEP_MINUTES * 60 - STRESS_SECS))
@@ -175,9 +175,12 @@ for t in $tiers; do
             elif ! fuzz_ready; then
                 skip_tier fuzz "needs cargo-fuzz (cargo install cargo-fuzz) and a nightly toolchain"
             else
-                # Its own crate and workspace (fuzz/Cargo.toml); artifacts/ and corpus/ stay
-                # in fuzz/ (not committed). A crash fails the tier and is saved there.
-                run_tier fuzz "${FUZZ_SECS}s" bash -c 'cd fuzz && exec cargo +nightly fuzz run open_image \
+                # Its own crate and workspace (fuzz/Cargo.toml). It starts from the committed
+                # seeds (fuzz/seeds/open_image: every base image, every state field, every
+                # block header, truncations) and keeps what it finds in corpus/ (not
+                # committed); a crash fails the tier and is saved in artifacts/.
+                run_tier fuzz "${FUZZ_SECS}s" bash -c 'cd fuzz && mkdir -p corpus/open_image &&
+                    exec cargo +nightly fuzz run open_image corpus/open_image seeds/open_image \
                     -- -max_total_time="$1" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1' \
                     fuzz "$FUZZ_SECS"
             fi
