@@ -74,6 +74,22 @@ pub fn roots_range() -> std::ops::Range<u64> {
 /// The segments of `log`: its own block, then each extension, each an allocated block.
 /// Reads only.
 pub fn segments(a: &Arena<'_>, log: &LogState) -> Result<Vec<Segment>, TxnError> {
+    segments_in(a, log, false)
+}
+
+/// [`segments`] as a recoverer finds them: the last extension listed may be *dead*, a
+/// block that is no longer allocated, returned with `cap` 0 (it holds no position, so
+/// [`parse_in`] refuses a length that reaches into it). A death leaves one so in two
+/// windows, both after the log stopped needing the segment: between an extension's
+/// allocation and the clearing of its intent (the allocator's repair frees the block, but
+/// the listing stays), and between the free of an extension and the store that delists it
+/// (in a commit past its deferred frees, or a rollback below the segment's start). The
+/// rollback or commit that resumes only delists it. Reads only.
+pub fn segments_recovering(a: &Arena<'_>, log: &LogState) -> Result<Vec<Segment>, TxnError> {
+    segments_in(a, log, true)
+}
+
+fn segments_in(a: &Arena<'_>, log: &LogState, dead_last: bool) -> Result<Vec<Segment>, TxnError> {
     let bad = |fault| Err(TxnError::BadLog { pos: 0, fault });
     let Ok(usable) = a.usable_size(log.block) else {
         return bad(LogFault::NoBlock);
@@ -93,9 +109,14 @@ pub fn segments(a: &Arena<'_>, log: &LogState) -> Result<Vec<Segment>, TxnError>
             continue;
         }
         let last = segs[segs.len() - 1];
+        // Only the last listed may be dead: nothing follows a dead one.
+        if ended || last.cap == 0 || x == log.block || segs.iter().any(|s| s.at == x) {
+            return bad(LogFault::BadExtension);
+        }
         let usable = match a.usable_size(x) {
-            Ok(n) if !ended && x != log.block && segs.iter().all(|s| s.at != x) => n,
-            _ => return bad(LogFault::BadExtension),
+            Ok(n) => n,
+            Err(_) if dead_last => 0,
+            Err(_) => return bad(LogFault::BadExtension),
         };
         segs.push(Segment {
             base: last.end(),

@@ -1,7 +1,7 @@
 //! Recovery of a transaction left by an owner that died (or by a guard whose own ending
 //! failed): after the allocator's repair, roll the log back, or finish a committed one.
 
-use super::entry::{parse_in, segments, Entry, EntryKind};
+use super::entry::{parse_in, segments_recovering, Entry, EntryKind};
 use super::undo::{commit, rollback};
 use super::{LogFault, TxnError, LOG_COMMITTED};
 use crate::alloc::{st, Arena, RepairPlan};
@@ -60,7 +60,7 @@ pub fn entries_to_check(a: &Arena<'_>) -> Result<Option<Vec<Entry>>, TxnError> {
     if log.len == 0 {
         return Ok(None);
     }
-    let segs = segments(a, &log)?;
+    let segs = segments_recovering(a, &log)?;
     if log.len & LOG_COMMITTED != 0 && log.done == LOG_DONE_ALL {
         return Ok(None);
     }
@@ -80,7 +80,7 @@ pub fn recover(a: &mut Arena<'_>) -> Result<Option<Undone>, TxnError> {
         a.store_state(st!(log.done), 0)?;
         return Ok(None);
     }
-    let segs = segments(a, &log)?;
+    let segs = segments_recovering(a, &log)?;
     let entries = entries_to_check(a)?.unwrap_or_default();
     let mut out = Undone {
         entries: entries.len() as u64,

@@ -45,7 +45,10 @@ fn free_extensions(a: &mut Arena<'_>, segs: &[Segment], from: u64) -> Result<(),
         }
         let slot = st!(log.ext) + 8 * (i as u64 - 1);
         if a.state().log.ext[i - 1] != 0 {
-            free_if_used(a, s.at)?;
+            // A dead segment (`cap` 0, see `segments_recovering`) is no block to free.
+            if s.cap != 0 {
+                free_if_used(a, s.at)?;
+            }
             a.store_state(slot, 0)?;
         }
     }
