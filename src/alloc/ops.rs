@@ -253,12 +253,35 @@ impl Arena<'_> {
 
     /// Frees the block whose payload starts at `payload`, merging free neighbours.
     pub fn free(&mut self, payload: u64) -> Result<()> {
-        let plan = {
+        self.plan_free_then(payload, true)
+    }
+
+    /// Whether freeing `payload` now would succeed: the free is planned whole and the plan
+    /// thrown away. A transaction defers its frees to its commit and checks each one here
+    /// when it is asked for, so that a free the heap cannot make (a corrupt neighbour, a
+    /// broken list) is refused before anything is logged (D1), not after the commit store.
+    /// (`&mut self`: under the seeded bug `WriteBeforeCheck` the check writes too.)
+    pub fn check_free(&mut self, payload: u64) -> Result<()> {
+        self.plan_free_then(payload, false)
+    }
+
+    fn plan_free_then(&mut self, payload: u64, apply: bool) -> Result<()> {
+        let (plan, planned) = {
             let mut e = self.editor();
-            e.plan_free(payload)?;
-            e.finish()
+            let r = e.plan_free(payload);
+            (e.finish(), r)
         };
-        self.apply(&plan);
+        if let Err(e) = planned {
+            if active(Mutant::WriteBeforeCheck) {
+                // The seeded bug: a free that writes as it goes, so a fault it meets
+                // half-way leaves the stores planned before it made.
+                self.apply(&plan);
+            }
+            return Err(e);
+        }
+        if apply {
+            self.apply(&plan);
+        }
         Ok(())
     }
 }
