@@ -15,7 +15,8 @@
 //!
 //! Bytes are probed in child processes (this binary re-executed), so a byte that makes the
 //! library panic, fault or hang fails the sweep naming the byte, within the child's bound
-//! (`probe::child_deadline`: 30 s plus 20 ms a byte; a whole sweep takes about 1.5 s).
+//! (`probe::child_deadline`: 30 s plus 20 ms a byte; a sweep of every byte takes under a
+//! second on two cores).
 //! `MAPHEAP_SWEEP=all` probes every header byte (scripts/deep.sh); by default a sample:
 //! every 17th byte and every byte of the fields that matter (identity, lock word and the
 //! zero ranges' edges, the state's scalar fields and bitmaps, a used and an unused root
@@ -307,6 +308,33 @@ fn every_block_header_link_and_footer_byte_is_reported() {
         "block bytes disagree with docs/format.md (\"Which bytes are checked\", blocks):\n{}",
         runs(&bad).join("\n")
     );
+}
+
+/// The harness itself: a probe that hangs fails the sweep naming its byte once the child's
+/// bound is past, and one that panics names its byte too.
+#[test]
+fn a_byte_that_hangs_or_crashes_the_probe_fails_the_sweep_naming_it() {
+    let _watchdog = mapheap::watchdog!(60);
+    child_dispatch();
+    let name = "a_byte_that_hangs_or_crashes_the_probe_fails_the_sweep_naming_it";
+    let (_dir, _img, path) = image_file();
+    let bytes = [100, 2064, 2100, 3000];
+    for (fake, what) in [("hang:2100", "hung the library"), ("panic:2064", "crashed")] {
+        let t = Instant::now();
+        let extra = [(probe::FAKE_ENV, fake.to_string())];
+        let r = probe::sweep_with(name, &path, &bytes, 1, &extra, |_| Duration::from_secs(2));
+        let e = r.expect_err("the sweep must fail");
+        let at = fake.split(':').nth(1).unwrap();
+        assert!(
+            e.contains(&format!("flipping byte {at} {what}")),
+            "{fake}: {e}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{fake}: {:?}",
+            t.elapsed()
+        );
+    }
 }
 
 // ---- seeded bugs: each makes bytes it guards go unreported ------------------------------

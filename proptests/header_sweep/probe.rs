@@ -151,6 +151,8 @@ pub fn kind(e: &Error) -> String {
 const BYTES_ENV: &str = "MAPHEAP_SWEEP_BYTES";
 const OUT_ENV: &str = "MAPHEAP_SWEEP_OUT";
 const IMAGE_ENV: &str = "MAPHEAP_SWEEP_IMAGE";
+/// For the harness's own test: the child hangs (`hang:N`) or panics (`panic:N`) at byte N.
+pub const FAKE_ENV: &str = "MAPHEAP_SWEEP_FAKE";
 /// The child role of a probing child.
 pub const ROLE: &str = "sweep";
 
@@ -171,8 +173,16 @@ pub fn child_main() -> ! {
         .truncate(true)
         .open(&path)
         .expect("create the probe file");
+    let fake = std::env::var(FAKE_ENV).unwrap_or_default();
     for at in list.lines().filter_map(|l| l.parse::<u64>().ok()) {
         writeln!(out, "begin {at}").expect("write");
+        out.flush().expect("flush");
+        if fake == format!("hang:{at}") {
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        assert_ne!(fake, format!("panic:{at}"), "a seeded panic at byte {at}");
         let o = probe(&heap, &path, &image, at);
         writeln!(out, "{}", o.to_line()).expect("write");
         out.flush().expect("flush");
@@ -197,6 +207,33 @@ pub fn sweep(
     jobs: usize,
     mutant: Option<&str>,
 ) -> Result<Vec<Outcome>, String> {
+    sweep_with(
+        test_name,
+        image,
+        bytes,
+        jobs,
+        &env_of(mutant),
+        child_deadline,
+    )
+}
+
+fn env_of(mutant: Option<&str>) -> Vec<(&'static str, String)> {
+    mutant
+        .map(|m| ("MAPHEAP_MUTANT", m.to_string()))
+        .into_iter()
+        .collect()
+}
+
+/// [`sweep`] with extra environment for the children and their deadline as a function of
+/// their number of bytes.
+pub fn sweep_with(
+    test_name: &str,
+    image: &Path,
+    bytes: &[u64],
+    jobs: usize,
+    extra: &[(&'static str, String)],
+    deadline: fn(usize) -> Duration,
+) -> Result<Vec<Outcome>, String> {
     let dir = common::tempdir();
     let chunk = bytes.len().div_ceil(jobs.max(1)).max(1);
     let runs: Vec<Result<Vec<Outcome>, String>> = std::thread::scope(|s| {
@@ -205,7 +242,7 @@ pub fn sweep(
             .enumerate()
             .map(|(k, part)| {
                 let dir = dir.path();
-                s.spawn(move || run_part(test_name, image, dir, k, part, mutant))
+                s.spawn(move || run_part(test_name, image, dir, k, part, extra, deadline))
             })
             .collect();
         handles
@@ -227,7 +264,8 @@ fn run_part(
     dir: &Path,
     k: usize,
     part: &[u64],
-    mutant: Option<&str>,
+    extra: &[(&'static str, String)],
+    deadline: fn(usize) -> Duration,
 ) -> Result<Vec<Outcome>, String> {
     let list = dir.join(format!("bytes-{k}"));
     let out = dir.join(format!("out-{k}"));
@@ -239,10 +277,8 @@ fn run_part(
         (OUT_ENV, out.display().to_string()),
         (IMAGE_ENV, image.display().to_string()),
     ];
-    if let Some(m) = mutant {
-        env.push(("MAPHEAP_MUTANT", m.to_string()));
-    }
-    let deadline = child_deadline(part.len());
+    env.extend(extra.iter().cloned());
+    let deadline = deadline(part.len());
     let run = run_child(test_name, &env, deadline);
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     let mut got = Vec::with_capacity(part.len());
