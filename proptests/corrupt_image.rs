@@ -16,10 +16,16 @@
 //! Every case runs in a child process (this test binary re-executed with
 //! `MAPHEAP_PROP_CHILD=corrupt`), so a panic, an abort, a signal or a hang (killed at a
 //! deadline) is a failing case that proptest shrinks like any other.
+//! A second property over the same cases, refusal before damage (D1, in
+//! `corrupt_image/refusal.rs`): an operation on a corrupt image either succeeds or fails
+//! with the file as it was, outside the lock area and the attachment table.
+//!
 //! See docs/properties.md.
 
 #[macro_use]
 mod common;
+#[path = "corrupt_image/refusal.rs"]
+mod refusal;
 
 use std::mem::offset_of;
 use std::path::{Path, PathBuf};
@@ -689,6 +695,76 @@ fn mutant_trust_capacity_is_caught_by_corrupt_image_property() {
     let control = run_property(common::mutant_config(CASES, SEED), &case(), |c| {
         corrupt_case(&c, None)
     });
+    assert!(
+        control.result.is_ok(),
+        "the same run without the mutant must pass: {:?}",
+        control.result
+    );
+}
+
+// ---- refusal before damage (D1): corrupt_image/refusal.rs ------------------------------
+
+#[test]
+fn refusal_property_failed_operations_leave_the_file_as_it_was() {
+    let _watchdog = mapheap::watchdog!(common::bound_secs(refusal::CASES, 100));
+    assert_property(
+        "refusal",
+        refusal::config(),
+        &refusal::refusal_case(),
+        |c| refusal::refusal_case_holds(&c, None),
+    );
+}
+
+/// The refusal property's child entry point (`MAPHEAP_PROP_CHILD=refusal`). Run as a plain
+/// test, it puts valid images through every operation: each succeeds, or fails (a double
+/// free, a block that does not hold a `u64`, no room) with the file as it was.
+#[test]
+fn refusal_holds_on_valid_images() {
+    let _watchdog = mapheap::watchdog!(60);
+    if child_role().as_deref() == Some("refusal") {
+        refusal::child_main();
+    }
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for k in 0..8 {
+        let mut r = recipe().new_tree(&mut runner).expect("recipe").current();
+        r.held = k % 2 == 1;
+        let dir = common::tempdir();
+        let img = build_image(&r, &dir.path().join("valid.heap")).expect("valid image");
+        let copy = dir.path().join("copy.heap");
+        let mut ops = vec!["open".to_string(), "lock".into(), "check".into()];
+        ops.push("alloc 100 64".into());
+        ops.push("alloc 1000000 8".into());
+        ops.push("grow 2".into());
+        for &(o, _) in &img.blocks {
+            ops.push(format!("free {}", o + 8));
+            ops.push(format!("get {}", o + 8));
+            ops.push(format!("bytes {}", o + 8));
+            ops.push(format!("root {} 1", o + 8));
+        }
+        for op in &ops {
+            refusal::run_op(&copy, &img.bytes, op)
+                .unwrap_or_else(|v| panic!("broken guarantee on the valid image of {r:?}: {v}"));
+        }
+    }
+}
+
+#[test]
+fn mutant_write_before_check_is_caught_by_refusal_property() {
+    let _watchdog = mapheap::watchdog!(300);
+    const SEED: u64 = 0x5eed_00d1;
+    const CASES: u32 = 128;
+    let out = run_property(
+        common::mutant_config(CASES, SEED),
+        &refusal::refusal_case(),
+        |c| refusal::refusal_case_holds(&c, Some("WriteBeforeCheck")),
+    );
+    assert_caught("WriteBeforeCheck", "refusal", &out);
+    let control = run_property(
+        common::mutant_config(CASES, SEED),
+        &refusal::refusal_case(),
+        |c| refusal::refusal_case_holds(&c, None),
+    );
     assert!(
         control.result.is_ok(),
         "the same run without the mutant must pass: {:?}",

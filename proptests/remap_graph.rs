@@ -108,9 +108,10 @@ fn remap_case(c: &Case) -> Result<(), TestCaseError> {
     let dir = common::tempdir();
     let path = dir.path().join("graph.heap");
     let page = common::page_size() as u64;
-    // Every batch is one transaction, whose rewrites of existing nodes are logged: the log
-    // gets room for the whole graph once, on top of the graph's own room.
-    let log = graph::estimate(&c.graph) + page;
+    // A mutation is one transaction, whose rewrite of an existing node is logged: the log
+    // gets room for the largest node a mutation can rewrite (a block of at most 8192 bytes,
+    // `graph::payload_size`) and its entry, on top of the graph's own room.
+    let log = 8192 + 64;
     let size = (common::HEADER_SIZE + graph::estimate(&c.graph) * c.fill / 4 + page + log)
         .next_multiple_of(page);
     let create = CreateOptions {

@@ -18,7 +18,8 @@
 #            libtest mutant tests: a higher bound only finds the same bug later)
 #   loom     models/loom_lock.rs, MAPHEAP_LOOM_PREEMPTIONS=$DEEP_LOOM_PREEMPTIONS
 #   shuttle  models/shuttle_lock.rs, MAPHEAP_SHUTTLE_ITERS=$DEEP_SHUTTLE_ITERS
-#   props    remap_graph, alloc_model, corrupt_image with PROPTEST_CASES=$DEEP_PROPTEST_CASES
+#   props    remap_graph, alloc_model, corrupt_image with PROPTEST_CASES=$DEEP_PROPTEST_CASES,
+#            and header_sweep with MAPHEAP_SWEEP=all (every header byte flipped, not a sample)
 #   fork     fork_heap, fork_death, lock_smoke, disk_full with MAPHEAP_FORK_SCALE=$DEEP_FORK_SCALE
 #            (their mutant tests run in the mutants tier, like the other tiers')
 #   stress   cargo run --release -- stress --duration $DEEP_STRESS_SECS --kill-rate $DEEP_STRESS_KILL_RATE
@@ -81,7 +82,7 @@ mkdir -p "$LOG_DIR"
 
 # Bounds are set per tier; a variable inherited from the caller's shell must not leak into
 # a tier that means to run at the default bound.
-unset MAPHEAP_LOOM_PREEMPTIONS MAPHEAP_SHUTTLE_ITERS PROPTEST_CASES MAPHEAP_FORK_SCALE MAPHEAP_MUTANT
+unset MAPHEAP_LOOM_PREEMPTIONS MAPHEAP_SHUTTLE_ITERS PROPTEST_CASES MAPHEAP_FORK_SCALE MAPHEAP_SWEEP MAPHEAP_MUTANT
 
 summary=()
 failed=0
@@ -154,10 +155,10 @@ for t in $tiers; do
                 cargo test --release --test shuttle_lock -- --skip mutant
             ;;
         props)
-            run_tier props "PROPTEST_CASES=$PROPTEST_CASES_DEEP" \
-                env PROPTEST_CASES="$PROPTEST_CASES_DEEP" \
+            run_tier props "PROPTEST_CASES=$PROPTEST_CASES_DEEP, MAPHEAP_SWEEP=all" \
+                env PROPTEST_CASES="$PROPTEST_CASES_DEEP" MAPHEAP_SWEEP=all \
                 cargo test --release --no-fail-fast --test remap_graph --test alloc_model \
-                --test corrupt_image -- --skip mutant
+                --test corrupt_image --test header_sweep -- --skip mutant
             ;;
         fork)
             run_tier fork "MAPHEAP_FORK_SCALE=$FORK_SCALE" \

@@ -25,6 +25,10 @@ const MAX_MARKS: usize = 4;
 pub struct Editor<'p, 'a> {
     arena: &'p Arena<'a>,
     plan: &'p mut Plan,
+    /// The end of the words the plan may touch: the mapping's length, or for a dry run of
+    /// a growth the capacity it grows to (words past the mapping may then be planned, but
+    /// only planned words are read there).
+    limit: u64,
 }
 
 /// A finished plan: the stores, in order, and the named crash points between them.
@@ -64,7 +68,26 @@ impl<'p, 'a> Editor<'p, 'a> {
         plan.n = 0;
         plan.nm = 0;
         plan.capacity = arena.state().capacity;
-        Editor { arena, plan }
+        Editor {
+            arena,
+            plan,
+            limit: arena.map_len(),
+        }
+    }
+
+    /// An editor for a plan that is never applied: it checks an operation whole before its
+    /// preconditions exist (a growth, before the file is extended and mapped), admitting
+    /// stores up to `limit` and refusing to read an unplanned word past the mapping.
+    pub(super) fn dry(arena: &'p Arena<'a>, plan: &'p mut Plan, limit: u64) -> Self {
+        Editor {
+            limit,
+            ..Editor::new(arena, plan)
+        }
+    }
+
+    /// The end of the words the plan may touch (see [`Editor::dry`]).
+    pub fn limit(&self) -> u64 {
+        self.limit
     }
 
     /// The arena being edited (for reads that no planned store can have changed).
@@ -82,7 +105,8 @@ impl<'p, 'a> Editor<'p, 'a> {
     }
 
     fn check_arena(&self, at: u64) -> Result<()> {
-        if at < HEADER_SIZE || !self.arena.in_bounds(at, self.plan.capacity) {
+        let end = self.plan.capacity.min(self.limit);
+        if at < HEADER_SIZE || !at.is_multiple_of(8) || at.checked_add(8).is_none_or(|e| e > end) {
             return corrupt(at, "word outside the arena");
         }
         Ok(())
@@ -94,6 +118,9 @@ impl<'p, 'a> Editor<'p, 'a> {
         self.check_arena(at)?;
         Ok(match self.pending(at) {
             Some(v) => v,
+            None if at + 8 > self.arena.map_len() => {
+                return corrupt(at, "word not yet mapped (a dry run of a growth)")
+            }
             None => self
                 .arena
                 .cell_unchecked(at)

@@ -225,9 +225,10 @@ impl<'a> Arena<'a> {
         })
     }
 
-    /// Sets the state's flags word.
+    /// Sets the state's flags word (a state word: through [`Arena::store_state`], as
+    /// [`Arena::store`] refuses every word below the arena).
     pub fn set_flags(&mut self, flags: u64) -> Result<()> {
-        self.store(st!(flags), flags)
+        self.store_state(st!(flags), flags)
     }
 }
 

@@ -254,4 +254,23 @@ impl Arena<'_> {
     pub fn free(&mut self, payload: u64) -> Result<()> {
         self.edit(|e| e.plan_free(payload))
     }
+
+    /// Whether freeing `payload` now would succeed: the free is planned whole and the plan
+    /// thrown away. A transaction defers its frees to its commit and checks each one here
+    /// when it is asked for, so that a free the heap cannot make (a corrupt neighbour, a
+    /// broken list) is refused before anything is logged (D1), not after the commit store.
+    /// (`&mut self`: under the seeded bug `WriteBeforeCheck` the check writes too.)
+    pub fn check_free(&mut self, payload: u64) -> Result<()> {
+        let mut plan = super::Plan::new();
+        let r = {
+            let mut e = Editor::new(self, &mut plan);
+            e.plan_free(payload)
+        };
+        if r.is_err() && active(Mutant::WriteBeforeCheck) {
+            // The seeded bug: a free that writes as it goes, so a fault it meets half-way
+            // leaves the stores planned before it made.
+            self.apply(&plan);
+        }
+        r
+    }
 }

@@ -43,6 +43,12 @@ pub struct RepairPlan {
 }
 
 impl RepairPlan {
+    /// Every block of the chain the intent record leaves, in address order (before the
+    /// repair merges adjacent free blocks).
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
     /// The payload ranges `[start, end)` of the blocks that stay allocated after the
     /// repair, in address order.
     pub fn used_payloads(&self) -> impl Iterator<Item = (u64, u64)> + '_ {

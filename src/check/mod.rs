@@ -4,7 +4,8 @@
 //! walk is bounded by the number of blocks on the chain, so it terminates and never panics
 //! whatever the file holds; every broken invariant becomes one [`Violation`] in the report.
 //! Every byte of the header is either checked by some rule or documented as free in
-//! docs/format.md (the header-byte sweep in `heap::sweep_tests` holds the two together).
+//! docs/format.md, "Which bytes are checked" (the header-byte sweep, proptests/header_sweep.rs,
+//! holds the two together).
 //! Each rule has a [`Rule`], and `check::tests::every_rule_is_seen_firing` breaks each one
 //! alone on a valid heap. The ids (A2, A4, ...) are those of docs/invariants.md.
 

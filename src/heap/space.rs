@@ -132,9 +132,8 @@ impl HeapGuard<'_> {
                 why: "larger than the 64 TiB a heap can address",
             });
         }
-        // Refusal before damage: the sentinel the growth starts from must be sound before
-        // the file is extended.
-        self.arena().check_growth_start()?;
+        // Refusal before damage: the whole growth is planned before the file is extended.
+        self.arena().check_growth(new)?;
         let path = &self.heap.path;
         let reserved = if active(Mutant::GrowWithoutReserve) {
             self.heap.file.set_len(new)

@@ -253,7 +253,8 @@ impl Tx {
         Ok(payload)
     }
 
-    /// Frees at commit: checks the block now, records the free, changes nothing else.
+    /// Frees at commit: checks the block and plans its free now (D1), records the free,
+    /// changes nothing else.
     pub fn free(&mut self, a: &mut Arena<'_>, payload: u64) -> Result<(), TxnError> {
         self.usable()?;
         a.used_block(payload)?;
@@ -267,6 +268,9 @@ impl Tx {
         if self.is_freed(payload) {
             return Err(AllocError::DoubleFree { offset: payload }.into());
         }
+        // D1: a free that cannot be made is refused now, with nothing logged; at the
+        // commit it would fail after the commit store and leave the transaction to repair.
+        a.check_free(payload)?;
         if active(Mutant::FreeBeforeCommit) {
             a.free(payload)?;
         }

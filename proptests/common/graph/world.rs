@@ -356,10 +356,14 @@ pub fn apply(g: &mut HeapGuard<'_>, w: &mut World, m: &Mutation) -> R<()> {
 }
 
 /// Applies a batch of mutations, then collects garbage (so that every live node is
-/// reachable again).
+/// reachable again). Each mutation is its own transaction (committed with the lock kept):
+/// the properties here are about offsets and remaps, and a heap sized for its graph has
+/// room for one mutation's before-images, not a whole batch's.
 pub fn apply_all(g: &mut HeapGuard<'_>, w: &mut World, ms: &[Mutation]) -> R<()> {
     for (i, m) in ms.iter().enumerate() {
         apply(g, w, m).map_err(|err| format!("mutation {i} {m:?}: {err}"))?;
+        g.checkpoint()
+            .map_err(|err| format!("commit of mutation {i} {m:?}: {err}"))?;
     }
     gc(g, w, false)
 }
