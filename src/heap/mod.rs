@@ -489,6 +489,8 @@ pub fn raw_lock_rounds(heap: &Heap, iters: u64, mut body: impl FnMut()) -> Resul
 #[cfg(test)]
 mod mutant_tests;
 #[cfg(test)]
+mod options_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_support {
