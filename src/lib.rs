@@ -64,6 +64,8 @@ pub mod error;
 pub mod fault;
 pub mod format;
 pub mod heap;
+#[cfg(test)]
+mod limits_tests;
 pub mod map;
 pub mod mutant;
 pub mod offset;

@@ -69,12 +69,19 @@
 //! with `mutant` in its name is named by some row (by name or by a target's glob), so the
 //! table lists every seeded bug's catching test.
 //!
+//! # docs/limits.md
+//!
+//! limits.rs checks the page of limits the same way: every constant of the library is a
+//! limit with a row there (naming tests that exist, resolved as above) or is listed as not
+//! a limit with a reason (the rules are at its top).
+//!
 //! `DOCS_INVARIANTS_VERBOSE=1 cargo test --test docs_invariants -- --nocapture` prints how
 //! each reference resolved.
 
 mod cargo;
 mod ids;
 mod index;
+mod limits;
 mod project;
 mod resolve;
 mod rows;

@@ -18,10 +18,12 @@
 //! docs/format.md describes every byte.
 
 pub mod block;
+mod fields;
 
 use bytemuck::{Pod, Zeroable};
 
 pub use crate::sync::SlotRecord;
+pub use fields::{IdentityField, IDENTITY_FIELDS};
 
 /// The first eight bytes of every heap file. The last byte is the byte order marker: a
 /// big-endian host would read the version word differently and fail the version check too.

@@ -51,9 +51,9 @@ pub struct CreateOptions {
     pub mode: u32,
     /// Replace an existing file at the path instead of failing with `Error::Exists`.
     pub overwrite: bool,
-    /// Bytes of undo log (rounded up to 8): the most one transaction can save before it
-    /// must end. `None`: [`crate::txn::default_log_capacity`] of the size (an eighth of
-    /// the arena, from 4 KiB to 1 MiB).
+    /// Bytes of undo log (rounded up to 8, at least 256): what one transaction can save
+    /// before it chains extension segments (at most 8, docs/limits.md). `None`: [`crate::txn::default_log_capacity`] of the size (an eighth of
+    /// the arena, from 256 bytes to 1 MiB).
     pub log_capacity: Option<u64>,
     /// Options for the attachment made after creation.
     pub open: OpenOptions,
@@ -385,7 +385,8 @@ impl Heap {
         let slots = slots_of(&self.header, &self.file);
         (0..slots.count())
             .map(|i| (i, slots.record(i)))
-            .filter(|(_, r)| r.incarnation != 0)
+            // A claim sets the pid: a slot whose counter wrapped to 0 is still a used one.
+            .filter(|(_, r)| r.incarnation != 0 || r.pid != 0)
             .collect()
     }
 
@@ -495,6 +496,8 @@ pub fn raw_lock_rounds(heap: &Heap, iters: u64, mut body: impl FnMut()) -> Resul
 
 #[cfg(test)]
 mod mutant_tests;
+#[cfg(test)]
+mod options_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
