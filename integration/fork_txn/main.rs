@@ -26,6 +26,7 @@ mod harness;
 mod transfer_example;
 
 mod accounts;
+mod board;
 mod counter;
 mod kills;
 mod list;

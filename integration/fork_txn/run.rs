@@ -13,14 +13,14 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use mapheap::heap::Recovery;
 use mapheap::mutant::{self, Mutant};
 use mapheap::stress::procs::{self, spin, Exit};
 use mapheap::{Heap, HeapGuard, OpenOptions};
 
+use crate::board::{Board, GENS, MAX_WORKERS};
 use crate::ensure;
 use crate::fork_support::*;
 
@@ -30,7 +30,6 @@ pub const PROBE_MS: u64 = 3;
 pub const HEAP_SIZE: u64 = 1 << 20;
 /// A worker checks the invariant every this many operations (and after every takeover).
 const VERIFY_EVERY: u64 = 8;
-const ERR_MAX: usize = 600;
 
 /// One workload: its root, its operations, and the invariant they keep.
 pub trait Workload: Sync {
@@ -100,60 +99,6 @@ impl Outcome {
             self.addresses,
             self.summary
         )
-    }
-}
-
-/// The scoreboard, outside the heap.
-#[repr(C)]
-pub struct Board {
-    stop: AtomicU32,
-    ops: AtomicU64,
-    takeovers: AtomicU64,
-    rolled_back: AtomicU64,
-    finished: AtomicU64,
-    verified: AtomicU64,
-    /// A base address per worker slot and generation (`slot * GENS + gen % GENS`).
-    bases: [AtomicU64; 4 * GENS],
-    failed: AtomicU32,
-    err_len: AtomicU64,
-    err: [AtomicU8; ERR_MAX],
-}
-
-const GENS: usize = 16;
-
-impl Board {
-    fn record(&self, r: &Recovery) {
-        if r.dead.is_some() {
-            self.takeovers.fetch_add(1, SeqCst);
-        }
-        match r.undone {
-            Some(u) if u.committed => self.finished.fetch_add(1, SeqCst),
-            Some(_) => self.rolled_back.fetch_add(1, SeqCst),
-            None => 0,
-        };
-    }
-
-    /// Keeps the first failure's message (later ones are dropped).
-    fn fail(&self, msg: &str) {
-        if self.failed.swap(1, SeqCst) != 0 {
-            return;
-        }
-        let b = msg.as_bytes();
-        let n = b.len().min(ERR_MAX);
-        for (slot, &byte) in self.err.iter().zip(&b[..n]) {
-            slot.store(byte, SeqCst);
-        }
-        self.err_len.store(n as u64, SeqCst);
-    }
-
-    fn failure(&self) -> Option<String> {
-        if self.failed.load(SeqCst) == 0 {
-            return None;
-        }
-        // The writer stores the length last; a failure seen before it is still unnamed.
-        let n = self.err_len.load(SeqCst) as usize;
-        let b: Vec<u8> = self.err[..n].iter().map(|c| c.load(SeqCst)).collect();
-        Some(String::from_utf8_lossy(&b).into_owned())
     }
 }
 
@@ -299,6 +244,11 @@ fn ended(board: &Board, what: &str, e: Exit) -> String {
 
 /// Runs `plan` over workload `w` on a fresh heap; `Err` says what broke.
 pub fn run<W: Workload>(w: &W, plan: Plan) -> Result<Outcome, String> {
+    ensure!(
+        (1..=MAX_WORKERS as u64).contains(&plan.workers),
+        "{} workers: a run has 1 to {MAX_WORKERS}",
+        plan.workers
+    );
     let started = Instant::now();
     let (_dir, path) = fresh_heap(HEAP_SIZE)?;
     {
