@@ -101,8 +101,10 @@ pub fn kill_at_every_store() -> TestResult {
          transaction"
     );
     note(format!(
-        "{n} kills, one at each store of a `move` process: {rolled_back} transfers rolled \
-         back, {finished} finished by the recoverer, {moved} made; total {} every time",
+        "{n} kills, one after each store of a `move` process: {rolled_back} left a \
+         half-made transfer (rolled back), {finished} a committed one (finished by the \
+         recoverer); the transfer was made in {moved} cases, not in {}; total {} every time",
+        n - moved,
         2 * EACH
     ));
     Ok(())
@@ -112,14 +114,14 @@ pub fn kill_at_every_store() -> TestResult {
 pub fn random_sigkills() -> TestResult {
     let (_dir, path) = setup()?;
     let lp = args(&path, &["loop", "1000000000000"]);
-    let rounds = 150 * scale();
+    let rounds = 300 * scale();
     let mut rng = Rng::new(seeded(0x7472));
     let (mut rolled_back, mut finished) = (0, 0);
     let mut prev = [EACH; 2];
     let mut changed = 0;
     for r in 0..rounds {
         let pid = fork_child(|| i32::from(example::run(&lp).is_err())).ctx("fork")?;
-        std::thread::sleep(Duration::from_micros(rng.range(1_000, 8_000)));
+        std::thread::sleep(Duration::from_micros(rng.range(1_000, 6_000)));
         procs::kill9(pid);
         let e = reap(pid, deadline(10)).ctx("reap")?;
         ensure!(
