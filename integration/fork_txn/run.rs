@@ -242,6 +242,52 @@ fn ended(board: &Board, what: &str, e: Exit) -> String {
     }
 }
 
+/// Starts the workers (their pids in `pids`), then kills and replaces one at a time,
+/// `plan.kills` times (counted in `kills`); then waits for the survivors to go on. `Ok(Some)`
+/// says why the run is broken (a worker ended by itself, or no progress); `Err` is the
+/// parent's own failure.
+fn kill_loop<W: Workload>(
+    w: &W,
+    board: &Board,
+    path: &Path,
+    plan: Plan,
+    pids: &mut Vec<Pid>,
+    kills: &mut u64,
+) -> Result<Option<String>, String> {
+    let mut rng = Rng::new(seeded(plan.salt));
+    let mut gens = vec![0u64; plan.workers as usize];
+    for slot in 0..plan.workers {
+        pids.push(spawn(w, board, path, slot, 0, plan)?);
+    }
+    while *kills < plan.kills {
+        std::thread::sleep(Duration::from_micros(rng.below(plan.gap_us)));
+        if let Some((i, e)) = pids
+            .iter()
+            .enumerate()
+            .find_map(|(i, &p)| procs::try_reap(p).ok().flatten().map(|e| (i, e)))
+        {
+            pids.remove(i);
+            return Ok(Some(ended(board, &format!("worker {i}"), e)));
+        }
+        let slot = rng.below(plan.workers) as usize;
+        procs::kill9(pids[slot]);
+        let e = reap(pids[slot], deadline(10)).ctx("reap victim")?;
+        if !e.killed() {
+            pids.remove(slot);
+            return Ok(Some(ended(board, &format!("worker {slot}"), e)));
+        }
+        *kills += 1;
+        gens[slot] += 1;
+        pids[slot] = spawn(w, board, path, slot as u64, gens[slot], plan)?;
+    }
+    // The last victim's lock must be taken over, and work go on.
+    let from = board.ops.load(SeqCst);
+    let went_on = wait_until(Duration::from_secs(10), || {
+        board.ops.load(SeqCst) >= from + 20 || board.failure().is_some()
+    });
+    Ok((!went_on).then(|| "no progress in 10 s after the last kill".to_string()))
+}
+
 /// Runs `plan` over workload `w` on a fresh heap; `Err` says what broke.
 pub fn run<W: Workload>(w: &W, plan: Plan) -> Result<Outcome, String> {
     ensure!(
@@ -258,46 +304,15 @@ pub fn run<W: Workload>(w: &W, plan: Plan) -> Result<Outcome, String> {
     }
     // SAFETY: Board is atomics only; all-zero is its initial state.
     let board: Shared<Board> = unsafe { Shared::zeroed() }.ctx("shm")?;
-    let mut rng = Rng::new(seeded(plan.salt));
-    let mut gens = vec![0u64; plan.workers as usize];
     let mut pids = Vec::new();
-    for slot in 0..plan.workers {
-        pids.push(spawn(w, &board, &path, slot, 0, plan)?);
-    }
     let mut kills = 0;
-    let mut broken = None;
-    while kills < plan.kills {
-        std::thread::sleep(Duration::from_micros(rng.below(plan.gap_us)));
-        if let Some((i, e)) = pids
-            .iter()
-            .enumerate()
-            .find_map(|(i, &p)| procs::try_reap(p).ok().flatten().map(|e| (i, e)))
-        {
-            pids.remove(i);
-            broken = Some(ended(&board, &format!("worker {i}"), e));
-            break;
-        }
-        let slot = rng.below(plan.workers) as usize;
-        procs::kill9(pids[slot]);
-        let e = reap(pids[slot], deadline(10)).ctx("reap victim")?;
-        if !e.killed() {
-            pids.remove(slot);
-            broken = Some(ended(&board, &format!("worker {slot}"), e));
-            break;
-        }
-        kills += 1;
-        gens[slot] += 1;
-        pids[slot] = spawn(w, &board, &path, slot as u64, gens[slot], plan)?;
+    let looped = kill_loop(w, &board, &path, plan, &mut pids, &mut kills);
+    if looped.is_err() {
+        // The parent itself failed (fork, reap): end every worker before returning.
+        pids.iter().for_each(|&p| procs::kill9(p));
+        let _ = reap_all(&pids, deadline(10));
     }
-    if broken.is_none() {
-        // The last victim's lock must be taken over, and work go on.
-        let from = board.ops.load(SeqCst);
-        if !wait_until(Duration::from_secs(10), || {
-            board.ops.load(SeqCst) >= from + 20 || board.failure().is_some()
-        }) {
-            broken = Some("no progress in 10 s after the last kill".into());
-        }
-    }
+    let broken = looped?;
     board.stop.store(1, SeqCst);
     let exits = reap_all(&pids, deadline(20)).ctx("reap")?;
     if let Some(b) = broken.or_else(|| board.failure()) {
