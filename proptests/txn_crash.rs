@@ -402,16 +402,30 @@ fn crash_case(c: &Case, double: bool) -> Result<(), TestCaseError> {
 
 const CASES: u32 = 24;
 
+/// Cases of the enumeration: `MAPHEAP_TXN_CRASH_CASES`, else a twentieth of
+/// `PROPTEST_CASES` (each case is a whole enumeration, about 1 s), else 24.
+fn cases() -> u32 {
+    std::env::var("MAPHEAP_TXN_CRASH_CASES")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| {
+            if std::env::var("PROPTEST_CASES").is_ok() {
+                (common::cases(CASES) / 20).max(1)
+            } else {
+                CASES
+            }
+        })
+}
+
 #[test]
 fn every_crash_state_recovers_to_before_or_after_the_transaction() {
-    let _watchdog = mapheap::watchdog!(common::bound_secs(CASES, 3000));
+    let _watchdog = mapheap::watchdog!(60 + u64::from(cases()) * 5);
     STATES.with(|s| s.set(0));
-    assert_property(
-        "txn_crash",
-        common::config(CASES, REGRESSIONS),
-        &case(),
-        |c| crash_case(&c, true),
-    );
+    let config = proptest::test_runner::Config {
+        cases: cases(),
+        ..common::config(CASES, REGRESSIONS)
+    };
+    assert_property("txn_crash", config, &case(), |c| crash_case(&c, true));
     let n = STATES.with(|s| s.get());
     eprintln!("txn_crash: crash states checked: {n}");
     assert!(n > 0, "no crash state was checked");

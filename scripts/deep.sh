@@ -18,9 +18,11 @@
 #            libtest mutant tests: a higher bound only finds the same bug later)
 #   loom     models/loom_lock.rs, MAPHEAP_LOOM_PREEMPTIONS=$DEEP_LOOM_PREEMPTIONS
 #   shuttle  models/shuttle_lock.rs, MAPHEAP_SHUTTLE_ITERS=$DEEP_SHUTTLE_ITERS
-#   props    remap_graph, alloc_model, corrupt_image with PROPTEST_CASES=$DEEP_PROPTEST_CASES,
-#            and header_sweep with MAPHEAP_SWEEP=all (every header byte flipped, not a sample)
-#   fork     fork_heap, fork_death, lock_smoke, disk_full with MAPHEAP_FORK_SCALE=$DEEP_FORK_SCALE
+#   props    remap_graph, alloc_model, corrupt_image, txn_model, txn_crash with
+#            PROPTEST_CASES=$DEEP_PROPTEST_CASES, and header_sweep with MAPHEAP_SWEEP=all
+#            (every header byte flipped, not a sample)
+#   fork     fork_heap, fork_death, fork_txn, lock_smoke, disk_full with
+#            MAPHEAP_FORK_SCALE=$DEEP_FORK_SCALE
 #            (their mutant tests run in the mutants tier, like the other tiers')
 #   stress   cargo run --release -- stress --duration $DEEP_STRESS_SECS --kill-rate $DEEP_STRESS_KILL_RATE
 #   fuzz     cargo +nightly fuzz run open_image for $DEEP_FUZZ_SECS seconds, if cargo-fuzz and
@@ -158,13 +160,14 @@ for t in $tiers; do
             run_tier props "PROPTEST_CASES=$PROPTEST_CASES_DEEP, MAPHEAP_SWEEP=all" \
                 env PROPTEST_CASES="$PROPTEST_CASES_DEEP" MAPHEAP_SWEEP=all \
                 cargo test --release --no-fail-fast --test remap_graph --test alloc_model \
-                --test corrupt_image --test header_sweep -- --skip mutant
+                --test corrupt_image --test header_sweep --test txn_model --test txn_crash \
+                -- --skip mutant
             ;;
         fork)
             run_tier fork "MAPHEAP_FORK_SCALE=$FORK_SCALE" \
                 env MAPHEAP_FORK_SCALE="$FORK_SCALE" \
                 cargo test --release --no-fail-fast --test fork_heap --test fork_death \
-                --test lock_smoke --test disk_full -- --skip mutant
+                --test fork_txn --test lock_smoke --test disk_full -- --skip mutant
             ;;
         stress)
             run_tier stress "${STRESS_SECS}s, kill rate $STRESS_KILL_RATE/s" \
