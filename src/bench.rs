@@ -418,11 +418,33 @@ fn check_workload(seed: u64, nops: u64, target: usize, ran: Workload) {
     }
 }
 
+/// The heap the allocator workload needs with `nproc` processes, each holding up to
+/// `live` blocks of at most 1024 bytes: every process's live set at its largest block
+/// size (1024 + header, rounded to its TLSF class), twice over for fragmentation and the
+/// deferred frees of the single-lock figure, plus the header, the log and slack. At least
+/// the anchors' 64 MiB, so the figures compare with the same segment.
+pub fn alloc_heap_size(nproc: u64, live: u64) -> u64 {
+    let per_block = 1024 + 64;
+    let need = nproc
+        .saturating_mul(live)
+        .saturating_mul(per_block)
+        .saturating_mul(2)
+        .saturating_add(8 << 20);
+    need.max(64 << 20)
+}
+
 fn bench_alloc(out: &Out, args: &BenchArgs, path: &std::path::Path) -> Result<()> {
-    let seg = 64 << 20;
+    let (nops, target) = (args.alloc_ops, args.alloc_live);
+    let nproc_all = args.nproc.clamp(1, 16);
+    let seg = alloc_heap_size(nproc_all as u64, target as u64);
+    if seg > crate::format::MAX_CAPACITY {
+        return Err(crate::Error::BadSize {
+            size: seg,
+            why: "the allocator workload needs a heap larger than the 64 TiB a heap can address (lower --nproc or --alloc-live)",
+        });
+    }
     let mut o = CreateOptions::new(seg);
     o.overwrite = true;
-    let (nops, target) = (args.alloc_ops, args.alloc_live);
     for (key, per_op) in [
         ("alloc.1p.mapheap", true),
         ("alloc.1p.mapheap_onelock", false),
@@ -440,7 +462,9 @@ fn bench_alloc(out: &Out, args: &BenchArgs, path: &std::path::Path) -> Result<()
         assert_eq!(g.stats().free_bytes, free0, "leak after the workload");
         assert!(g.check().is_clean(), "heap not clean after the workload");
     }
-    let nproc = args.nproc.clamp(1, 16);
+    let nproc = nproc_all;
+    // Made (and so its size reserved on disk: a full disk is an error here, with the size)
+    // before any process forks.
     Heap::create_with(path, &o)?;
     let (span, overlap) = fork_all(nproc, |i, ctl| {
         let h = Heap::open(path).expect("child open");
@@ -583,6 +607,40 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The heap holds every process's live set at its largest blocks, twice over, so 16
+    /// processes of the anchors' workload never run out (the bug: every child panicked
+    /// with a fixed 64 MiB heap); a size no heap can have is refused before any fork.
+    #[test]
+    fn the_alloc_heap_grows_with_the_processes_and_an_impossible_one_is_refused() {
+        let one = alloc_heap_size(1, 10_000);
+        let sixteen = alloc_heap_size(16, 10_000);
+        assert!(one >= 64 << 20);
+        assert!(sixteen >= 16 * 10_000 * 1032 * 2, "{sixteen}");
+        assert!(sixteen > one);
+        let dir = tempfile::tempdir().unwrap();
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BenchArgs,
+        }
+        let args = <Cli as clap::Parser>::parse_from([
+            "bench",
+            "--nproc",
+            "16",
+            "--alloc-live",
+            "4000000000000",
+            "--alloc-ops",
+            "10",
+        ])
+        .args;
+        let out = Out {
+            pb: ProgressBar::hidden(),
+        };
+        let err = bench_alloc(&out, &args, &dir.path().join("b.heap")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("64 TiB") && msg.contains("--nproc"), "{msg}");
+    }
 
     /// The port runs the anchors' sequence: `bench_alloc --describe` printed these figures.
     #[test]
