@@ -29,6 +29,11 @@ pub struct Editor<'p, 'a> {
     /// a growth the capacity it grows to (words past the mapping may then be planned, but
     /// only planned words are read there).
     limit: u64,
+    /// Changes to the four counters (used bytes, used blocks, free bytes, free blocks, in
+    /// state order), stored once by [`Editor::clear_intent`]: while the intent record is
+    /// set a death leaves them to the repair, which rebuilds them, so where they fall
+    /// among the operation's stores does not matter as long as it is before the clear.
+    deltas: [u64; 4],
 }
 
 /// A finished plan: the stores, in order, and the named crash points between them.
@@ -41,6 +46,9 @@ pub struct Plan {
     nm: usize,
     /// The capacity the plan leaves (it changes only by growth).
     capacity: u64,
+    /// Bit `(at / 8) % 64` is set for every planned address `at`: a load whose bit is clear
+    /// needs no scan of the stores.
+    seen: u64,
 }
 
 impl Plan {
@@ -52,6 +60,7 @@ impl Plan {
             marks: [(0, CrashPoint::LockAcquired); MAX_MARKS],
             nm: 0,
             capacity: 0,
+            seen: 0,
         }
     }
 }
@@ -67,11 +76,13 @@ impl<'p, 'a> Editor<'p, 'a> {
     pub fn new(arena: &'p Arena<'a>, plan: &'p mut Plan) -> Self {
         plan.n = 0;
         plan.nm = 0;
+        plan.seen = 0;
         plan.capacity = arena.state().capacity;
         Editor {
             arena,
             plan,
             limit: arena.map_len(),
+            deltas: [0; 4],
         }
     }
 
@@ -95,7 +106,11 @@ impl<'p, 'a> Editor<'p, 'a> {
         self.arena
     }
 
+    #[inline]
     fn pending(&self, at: u64) -> Option<u64> {
+        if self.plan.seen & (1 << ((at >> 3) & 63)) == 0 {
+            return None;
+        }
         self.plan
             .stores()
             .iter()
@@ -139,6 +154,7 @@ impl<'p, 'a> Editor<'p, 'a> {
             return corrupt(at, "operation plans too many stores");
         }
         self.plan.stores[self.plan.n].write((at, value));
+        self.plan.seen |= 1 << ((at >> 3) & 63);
         self.plan.n += 1;
         Ok(())
     }
@@ -164,16 +180,52 @@ impl<'p, 'a> Editor<'p, 'a> {
         self.push(at, value)
     }
 
+    /// Which of the four counters (used bytes, used blocks, free bytes, free blocks) the
+    /// state word at `at` is.
+    fn counter(at: u64) -> Option<usize> {
+        let first = super::st!(used_bytes);
+        (first..first + 32)
+            .contains(&at)
+            .then(|| ((at - first) / 8) as usize)
+    }
+
     /// Adds `delta` (wrapping: counters come from the file) to a state counter.
     pub fn add_st(&mut self, at: u64, delta: u64) -> Result<()> {
+        if let Some(i) = Self::counter(at) {
+            self.deltas[i] = self.deltas[i].wrapping_add(delta);
+            return Ok(());
+        }
         let v = self.st(at).wrapping_add(delta);
         self.set_st(at, v)
     }
 
     /// Subtracts `delta` (wrapping) from a state counter.
     pub fn sub_st(&mut self, at: u64, delta: u64) -> Result<()> {
-        let v = self.st(at).wrapping_sub(delta);
-        self.set_st(at, v)
+        self.add_st(at, delta.wrapping_neg())
+    }
+
+    /// Plans the stores of the counters' changes (see `deltas`).
+    pub(super) fn flush_counters(&mut self) -> Result<()> {
+        let first = super::st!(used_bytes);
+        for i in 0..4 {
+            if self.deltas[i] != 0 {
+                let at = first + 8 * i as u64;
+                // No plan stores a counter but this one, so the file holds its value.
+                let v = self
+                    .arena
+                    .cell_unchecked(at)
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .wrapping_add(self.deltas[i]);
+                self.deltas[i] = 0;
+                self.set_st(at, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every counter change has been planned.
+    pub(super) fn counters_flushed(&self) -> bool {
+        self.deltas == [0; 4]
     }
 
     /// The capacity as the plan leaves it.
@@ -239,7 +291,12 @@ impl Arena<'_> {
         let mut plan = Plan::new();
         let r = {
             let mut e = Editor::new(self, &mut plan);
-            f(&mut e)
+            let r = f(&mut e);
+            debug_assert!(
+                r.is_err() || e.counters_flushed(),
+                "counters changed, never stored"
+            );
+            r
         };
         if r.is_ok() || crate::mutant::active(crate::mutant::Mutant::WriteBeforeCheck) {
             // (The mutant writes what it planned before the check that failed.)

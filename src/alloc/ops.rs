@@ -21,8 +21,10 @@ impl Editor<'_, '_> {
         self.set_st(st!(intent.op), op)
     }
 
-    /// Plans clearing the intent record.
+    /// Plans clearing the intent record, after the counters' changes (which must land
+    /// while the record is still set).
     pub fn clear_intent(&mut self) -> Result<()> {
+        self.flush_counters()?;
         self.set_st(st!(intent.op), INTENT_NONE)
     }
 

@@ -35,6 +35,7 @@
 
 mod entry;
 mod recover;
+mod small;
 mod tx;
 mod undo;
 

@@ -3,9 +3,8 @@
 //! It mirrors the log in the file; the file is the truth, and a recoverer needs nothing
 //! of this.
 
-use rustc_hash::{FxHashMap, FxHashSet};
-
 use super::entry::{locate, word0, Entry, EntryKind, Segment, ENTRY_HEADER};
+use super::small::SmallMap;
 use super::undo::{self, Undo};
 use super::{TxnError, LOG_COMMITTED};
 use crate::alloc::{st, AllocError, Arena};
@@ -21,12 +20,15 @@ pub struct Tx {
     entries: Vec<Entry>,
     /// The log's segments (the file's, mirrored): empty until the first entry.
     segs: Vec<Segment>,
+    /// The log's own block and capacity as last checked (`segments`), so that a
+    /// transaction does not check them again while they have not changed.
+    seg0: Option<Segment>,
     /// Per range start (a payload, or a root entry): bytes imaged from it.
-    imaged: FxHashMap<u64, u64>,
-    /// Payloads this transaction allocated.
-    fresh: FxHashSet<u64>,
-    /// Payloads this transaction frees at commit.
-    freed: FxHashSet<u64>,
+    imaged: SmallMap,
+    /// Payloads this transaction allocated (the value is unused).
+    fresh: SmallMap,
+    /// Payloads this transaction frees at commit (the value is unused).
+    freed: SmallMap,
     /// A commit or rollback failed half-way: the log in the file is the truth now, and
     /// only the next guard's recovery may touch it.
     failed: bool,
@@ -48,7 +50,7 @@ impl Tx {
     /// Whether `payload` is to be freed by this transaction (then it may not be used).
     #[inline]
     pub fn is_freed(&self, payload: u64) -> bool {
-        !self.freed.is_empty() && self.freed.contains(&payload)
+        !self.freed.is_empty() && self.freed.contains(payload)
     }
 
     /// Bytes of log in use.
@@ -99,15 +101,27 @@ impl Tx {
     fn room(&mut self, a: &mut Arena<'_>, size: u64) -> Result<u64, TxnError> {
         if self.segs.is_empty() {
             // The descriptor is file data: checked before the first entry goes where it
-            // says (D1). Outside a transaction no extension is listed.
-            let segs = super::entry::segments(a, &a.state().log)?;
-            if segs.len() != 1 {
-                return Err(TxnError::BadLog {
-                    pos: 0,
-                    fault: super::LogFault::BadExtension,
-                });
-            }
-            self.segs = segs;
+            // says (D1), and again whenever it is not what was checked last. Outside a
+            // transaction no extension is listed.
+            let log = a.state().log;
+            let known = self
+                .seg0
+                .filter(|s| s.at == log.block && s.cap == log.cap && log.ext[0] == 0);
+            let seg0 = match known {
+                Some(s) => s,
+                None => {
+                    let segs = super::entry::segments(a, &log)?;
+                    if segs.len() != 1 {
+                        return Err(TxnError::BadLog {
+                            pos: 0,
+                            fault: super::LogFault::BadExtension,
+                        });
+                    }
+                    segs[0]
+                }
+            };
+            self.seg0 = Some(seg0);
+            self.segs.push(seg0);
         }
         loop {
             let last = self.segs[self.segs.len() - 1];
@@ -205,11 +219,11 @@ impl Tx {
         payload: u64,
         n: u64,
     ) -> Result<(), TxnError> {
-        if n == 0 || (!self.fresh.is_empty() && self.fresh.contains(&payload)) {
+        if n == 0 || (!self.fresh.is_empty() && self.fresh.contains(payload)) {
             return Ok(());
         }
         let want = n.next_multiple_of(8);
-        let have = self.imaged.get(&payload).copied().unwrap_or(0);
+        let have = self.imaged.get(payload).unwrap_or(0);
         if have >= want {
             return Ok(());
         }
@@ -220,7 +234,7 @@ impl Tx {
 
     /// Before a change of the root entry at file offset `at`: saves it once.
     pub fn before_root_write(&mut self, a: &mut Arena<'_>, at: u64) -> Result<(), TxnError> {
-        if self.imaged.contains_key(&at) {
+        if self.imaged.contains(at) {
             return Ok(());
         }
         self.append(a, EntryKind::Image, at, 64)?;
@@ -249,7 +263,7 @@ impl Tx {
             target: payload,
             len: 0,
         });
-        self.fresh.insert(payload);
+        self.fresh.insert(payload, 0);
         Ok(payload)
     }
 
@@ -275,7 +289,7 @@ impl Tx {
             a.free(payload)?;
         }
         self.append(a, EntryKind::Free, payload, 0)?;
-        self.freed.insert(payload);
+        self.freed.insert(payload, 0);
         Ok(())
     }
 

@@ -1,0 +1,81 @@
+//! A map of `u64` keys that stays a short vector while it is small: most transactions
+//! touch a few blocks, and a linear scan of a few words beats hashing them (the cost of a
+//! logged write is one lookup and one insert here).
+
+use rustc_hash::FxHashMap;
+
+/// Entries kept in the vector before the map switches to hashing.
+const INLINE: usize = 16;
+
+/// `u64 -> u64`, a vector up to [`INLINE`] entries, a hash map beyond.
+#[derive(Default)]
+pub struct SmallMap {
+    inline: Vec<(u64, u64)>,
+    map: FxHashMap<u64, u64>,
+}
+
+impl SmallMap {
+    /// The value of `k`.
+    #[inline]
+    pub fn get(&self, k: u64) -> Option<u64> {
+        if self.map.is_empty() {
+            self.inline.iter().find(|e| e.0 == k).map(|e| e.1)
+        } else {
+            self.map.get(&k).copied()
+        }
+    }
+
+    /// Whether `k` is present.
+    #[inline]
+    pub fn contains(&self, k: u64) -> bool {
+        self.get(k).is_some()
+    }
+
+    /// Sets `k` to `v`.
+    pub fn insert(&mut self, k: u64, v: u64) {
+        if !self.map.is_empty() {
+            self.map.insert(k, v);
+        } else if let Some(e) = self.inline.iter_mut().find(|e| e.0 == k) {
+            e.1 = v;
+        } else if self.inline.len() < INLINE {
+            self.inline.push((k, v));
+        } else {
+            self.map.extend(self.inline.drain(..));
+            self.map.insert(k, v);
+        }
+    }
+
+    /// Whether it holds nothing.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.inline.is_empty() && self.map.is_empty()
+    }
+
+    /// Empties it, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.inline.clear();
+        self.map.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_answers_like_a_map_before_and_after_it_spills() {
+        let mut m = SmallMap::default();
+        let mut reference = std::collections::HashMap::new();
+        for i in 0..100u64 {
+            let k = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 40;
+            m.insert(k, i);
+            reference.insert(k, i);
+            for probe in 0..45u64 {
+                assert_eq!(m.get(probe), reference.get(&probe).copied(), "after {i}");
+            }
+        }
+        assert!(!m.is_empty());
+        m.clear();
+        assert!(m.is_empty() && m.get(3).is_none());
+    }
+}
