@@ -155,7 +155,6 @@ pub fn create() -> (Buf, Layout, Model) {
     }
     a.store(table + HEAD, head).unwrap();
     a.store(table + LEN, model.list.len() as u64).unwrap();
-    drop(a);
     (buf, Layout { table, record }, model)
 }
 
@@ -243,7 +242,10 @@ pub fn verify(a: &Arena<'_>, l: Layout, want: &Model, who: &str) {
         st.intent,
         st.flags
     );
-    let word = |at: u64| a.word(at).unwrap_or_else(|e| panic!("{who}: word {at:#x}: {e}"));
+    let word = |at: u64| {
+        a.word(at)
+            .unwrap_or_else(|e| panic!("{who}: word {at:#x}: {e}"))
+    };
     let cells: Vec<u64> = (0..CELLS as u64).map(|i| word(l.table + 8 * i)).collect();
     let stamps: Vec<u64> = (0..RECORD_WORDS).map(|w| word(l.record + 8 * w)).collect();
     let mut list = Vec::new();

@@ -81,7 +81,11 @@ fn passes(s: &Scenario) -> TxnStats {
             Sched::Random => explore(s, RandomScheduler::new(n)),
             Sched::Pct => explore(s, PctScheduler::new(PCT_DEPTH, n)),
         };
-        println!("shuttle [{}] {sched:?}: {:.2?}; {st:?}", s.name, start.elapsed());
+        println!(
+            "shuttle [{}] {sched:?}: {:.2?}; {st:?}",
+            s.name,
+            start.elapsed()
+        );
         total.add(&st);
     }
     let why = |what: &str| format!("[{}] no execution {what}: {total:?}", s.name);
@@ -93,10 +97,18 @@ fn passes(s: &Scenario) -> TxnStats {
         why("died after a commit store")
     );
     assert!(total.died_in_rollback > 0, "{}", why("died in a rollback"));
-    assert!(total.rolled_back > 0, "{}", why("rolled a transaction back"));
+    assert!(
+        total.rolled_back > 0,
+        "{}",
+        why("rolled a transaction back")
+    );
     assert!(total.finished > 0, "{}", why("finished a committed one"));
     assert!(total.extended > 0, "{}", why("chained a log extension"));
-    assert!(total.newcomers > 0, "{}", why("reused a dead thread's slot"));
+    assert!(
+        total.newcomers > 0,
+        "{}",
+        why("reused a dead thread's slot")
+    );
     total
 }
 

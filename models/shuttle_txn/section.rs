@@ -174,7 +174,8 @@ impl HeapSection {
                 let mut e = self.exec();
                 if let (Some(committed), Some(u)) = (e.pending, r.undone) {
                     assert_eq!(
-                        u.committed, committed,
+                        u.committed,
+                        committed,
                         "the recovery says committed = {} of a transaction whose commit \
                          store was {}made: {u:?}",
                         u.committed,
@@ -276,13 +277,13 @@ impl Section for HeapSection {
         fault::arm_store_unwind(None);
         let mut a = self.buf.arena();
         if got.recovered() || leftovers(&a) {
-            assert!(self.recover(&mut a, got), "the final recovery died (disarmed)");
+            assert!(
+                self.recover(&mut a, got),
+                "the final recovery died (disarmed)"
+            );
         }
         let e = self.exec();
-        assert_eq!(
-            e.pending, None,
-            "a dead transaction was never recovered"
-        );
+        assert_eq!(e.pending, None, "a dead transaction was never recovered");
         let model = e.model.clone();
         drop(e);
         heap::verify(&a, self.layout, &model, "at the end");
