@@ -26,6 +26,10 @@ mod scenarios;
 #[path = "common/mutants.rs"]
 mod mutants;
 
+// The transaction model: the same world, with a real heap for data.
+#[path = "shuttle_txn/mod.rs"]
+mod shuttle_txn;
+
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -207,17 +211,31 @@ fn catches(m: Mutant, s: Scenario, expect: &[&str]) {
 /// executions), asserts the reason contains one of `expect`, then replays the failing
 /// execution's schedule with shuttle's `ReplayScheduler` and asserts the same failure.
 fn catches_with(m: Mutant, s: &Scenario, sched: Sched, expect: &[&str]) -> (usize, Duration) {
+    let s2 = s.clone();
+    catches_in(m, s.name, sched, expect, move || {
+        world::run(&s2);
+    })
+}
+
+/// [`catches_with`] for any execution `body` (one execution of a model named `name`).
+fn catches_in(
+    m: Mutant,
+    name: &str,
+    sched: Sched,
+    expect: &[&str],
+    body: impl Fn() + Clone + Send + Sync + 'static,
+) -> (usize, Duration) {
     let start = Instant::now();
     let count = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&count);
-    let s2 = s.clone();
+    let run = body.clone();
     let last = Arc::new(Mutex::new(Schedule::new(0)));
     let current = Arc::clone(&last);
     let r = panic::catch_unwind(AssertUnwindSafe(|| {
         mutant::with(m, || {
             let body = move || {
                 c.fetch_add(1, Relaxed);
-                world::run(&s2);
+                run();
             };
             match sched {
                 Sched::Random => Runner::new(
@@ -242,32 +260,24 @@ fn catches_with(m: Mutant, s: &Scenario, sched: Sched, expect: &[&str]) -> (usiz
     let took = start.elapsed();
     let n = count.load(Relaxed);
     let e = match r {
-        Ok(_) => panic!(
-            "mutant {m:?} survived shuttle {sched:?} [{}] ({n} executions)",
-            s.name
-        ),
+        Ok(_) => panic!("mutant {m:?} survived shuttle {sched:?} [{name}] ({n} executions)"),
         Err(e) => e,
     };
     let msg = message(&*e);
     assert!(
         expect.iter().any(|x| reason(&msg).contains(x)),
-        "mutant {m:?} failed shuttle [{}] for an unexpected reason: {msg}",
-        s.name
+        "mutant {m:?} failed shuttle [{name}] for an unexpected reason: {msg}"
     );
     println!(
-        "mutant {m:?}: caught by shuttle {sched:?} [{}] at execution {n}, {took:.2?}: {}",
-        s.name,
+        "mutant {m:?}: caught by shuttle {sched:?} [{name}] at execution {n}, {took:.2?}: {}",
         reason(&msg)
     );
 
     // The failing execution's schedule reproduces the failure.
     let schedule = last.lock().unwrap().clone();
-    let s3 = s.clone();
     let replayed = panic::catch_unwind(AssertUnwindSafe(|| {
         mutant::with(m, || {
-            Runner::new(ReplayScheduler::new_from_schedule(schedule), quiet()).run(move || {
-                world::run(&s3);
-            })
+            Runner::new(ReplayScheduler::new_from_schedule(schedule), quiet()).run(body)
         })
     }));
     let again = message(&*replayed.expect_err("the replayed schedule fails again"));
@@ -345,20 +355,25 @@ fn replay() {
     ) else {
         return;
     };
-    let s = scenarios::all()
-        .into_iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("no configuration named {name:?}"));
     let m = std::env::var("MAPHEAP_MUTANT")
         .ok()
         .map(|n| Mutant::parse(&n).unwrap_or_else(|| panic!("no mutant named {n:?}")));
-    let run = move || {
-        shuttle::replay(
-            move || {
-                world::run(&s);
-            },
-            &schedule,
-        )
+    let run: Box<dyn FnOnce()> = match shuttle_txn::replay_body(&name) {
+        Some(body) => Box::new(move || shuttle::replay(body, &schedule)),
+        None => {
+            let s = scenarios::all()
+                .into_iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no configuration named {name:?}"));
+            Box::new(move || {
+                shuttle::replay(
+                    move || {
+                        world::run(&s);
+                    },
+                    &schedule,
+                )
+            })
+        }
     };
     match m {
         Some(m) => mutant::with(m, run),

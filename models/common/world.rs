@@ -2,6 +2,10 @@
 //! the checker's own Mutex and Condvar, a slot table that answers `owner_alive`, model threads
 //! that die at crash points, and the checks run at the end of every execution.
 //!
+//! A model may give the lock real data to protect besides the payload counter: a
+//! [`Section`] runs in every critical section (the shuttle transaction model's heap, which
+//! can kill the thread inside it).
+//!
 //! The including crate provides a module `backend` with the checker's `AtomicBool`,
 //! `AtomicU32`, `Mutex`, `Condvar`, `spawn`, a `Payload` (the data the lock protects) and
 //! `chance(n)` (a replayable coin that comes up 1 time in `n`; loom never calls it).
@@ -38,6 +42,17 @@ use crate::backend::{self as b, AtomicBool, AtomicU32, Condvar, Mutex, Payload};
 /// The panic payload with which a model thread "dies" at a crash point. The thread body
 /// catches it; `resume_unwind` does not run the panic hook, so a death prints nothing.
 pub struct ModelDeath;
+
+/// Data the lock protects beyond the payload counter, run in every critical section (the
+/// shuttle transaction model, models/shuttle_txn/). Its own checks panic.
+pub trait Section: Send + Sync {
+    /// The critical section of model thread `me`, which took the lock as `got`. Returns
+    /// `false` if the thread died in it: it then dies holding the lock, as
+    /// `Fate::DieHolding` does (its slot's byte lock goes, the word keeps naming it).
+    fn run(&self, me: OwnerId, got: Acquired) -> bool;
+    /// The main thread's final critical section, once every model thread is done or dead.
+    fn last(&self, me: OwnerId, got: Acquired);
+}
 
 /// What happens to a model thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +207,7 @@ pub struct World {
     cv: Condvar,
     slots: Vec<Slot>,
     payload: Payload,
+    section: Option<Arc<dyn Section>>,
     spurious: u32,
     /// Model bookkeeping the protocol never sees (std types: no schedule points).
     log: StdMutex<Log>,
@@ -200,7 +216,7 @@ pub struct World {
 }
 
 impl World {
-    fn new(s: &Scenario) -> World {
+    fn new(s: &Scenario, section: Option<Arc<dyn Section>>) -> World {
         // One slot per actor plus one for the main thread's final lock: every thread finds a
         // slot, and a newcomer takes a dead thread's slot if one is free by then.
         let slots = (0..=s.actors.len())
@@ -221,6 +237,7 @@ impl World {
             cv: Condvar::new(),
             slots,
             payload: Payload::new(),
+            section,
             spurious: s.spurious,
             log: StdMutex::new(Log::default()),
             inside: StdAtomicUsize::new(0),
@@ -287,15 +304,26 @@ impl World {
         self.quiesce(&mut q);
     }
 
-    fn critical_section(&self) {
+    /// Returns whether the thread survived it (a [`Section`] may kill it; the counter is
+    /// bumped either way, a dead thread is no longer inside).
+    fn critical_section(&self, me: OwnerId, got: Acquired, last: bool) -> bool {
         let before = self.inside.fetch_add(1, Relaxed);
         assert_eq!(
             before, 0,
             "mutual exclusion violated: another thread is inside the critical section"
         );
+        let alive = match &self.section {
+            Some(s) if last => {
+                s.last(me, got);
+                true
+            }
+            Some(s) => s.run(me, got),
+            None => true,
+        };
         self.payload.bump();
         self.inside.fetch_sub(1, Relaxed);
         self.log.lock().unwrap().completed += 1;
+        alive
     }
 }
 
@@ -513,9 +541,9 @@ fn actor(world: Arc<World>, waiter: usize, a: Actor, me: Option<OwnerId>) {
     let p = ModelPlatform::new(&world, me, waiter, a.fate);
     let body = panic::catch_unwind(AssertUnwindSafe(|| {
         for round in 0..a.rounds {
-            locked(&p);
-            world.critical_section();
-            if a.fate == (Fate::DieHolding { round }) {
+            let got = locked(&p);
+            let alive = world.critical_section(me, got, false);
+            if !alive || a.fate == (Fate::DieHolding { round }) {
                 p.die(None);
                 return;
             }
@@ -533,7 +561,12 @@ fn actor(world: Arc<World>, waiter: usize, a: Actor, me: Option<OwnerId>) {
 /// Runs one execution of `s`: the body of a `loom::model` or `shuttle::check_*` closure.
 /// Returns what happened in it.
 pub fn run(s: &Scenario) -> Stats {
-    let world = Arc::new(World::new(s));
+    run_with(s, None)
+}
+
+/// [`run`], with `section` in every critical section.
+pub fn run_with(s: &Scenario, section: Option<Arc<dyn Section>>) -> Stats {
+    let world = Arc::new(World::new(s, section));
     let mut threads = Vec::new();
     for (i, &a) in s.actors.iter().enumerate() {
         // Slots of the first threads are claimed up front, in order, so the table is the same
@@ -556,8 +589,8 @@ fn finish(w: &World, s: &Scenario) -> Stats {
     let me = w.claim();
     let p = ModelPlatform::new(w, me, s.actors.len(), Fate::Survive);
     w.queue.lock().unwrap().running += 1;
-    locked(&p);
-    w.critical_section();
+    let got = locked(&p);
+    w.critical_section(me, got, true);
     unlock(&p, me);
 
     assert_eq!(

@@ -13,7 +13,7 @@
 
 use super::{format_err, io_err, Heap, Local};
 use crate::alloc::{Arena, RepairReport};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::{self, FLAG_NEEDS_REPAIR};
 use crate::map::Mapping;
 use crate::mutant::{active, Mutant};
@@ -148,44 +148,21 @@ impl<'h> HeapGuard<'h> {
             Acquired::Recovered { dead } => Some(dead),
             Acquired::Clean => None,
         };
-        // One cache line: anything left in flight by whoever held the lock before.
-        let leftovers = {
-            let a = g.arena();
-            let st = a.state();
-            st.flags | st.intent.op | st.log.len | st.log.done
-        };
-        if dead.is_some() || leftovers != 0 {
+        if dead.is_some() || super::leftovers(&g.arena()) {
             g.recover(dead)?;
         }
         Ok(g)
     }
 
     /// Repairs the allocator, then ends the logged transaction (rolls it back, or finishes
-    /// it if it had committed); checks all of it before the first store (D1).
+    /// it if it had committed); checks all of it before the first store (D1). The sequence
+    /// is `heap::recover_arena`, which the models run on a bare arena too.
     #[cold]
     fn recover(&mut self, dead: Option<OwnerId>) -> Result<()> {
         self.local.tx.reset();
         let mut a = self.arena_mut();
-        let plan = a.plan_repair().map_err(Error::Repair)?;
-        if let Some(entries) = txn::entries_to_check(&a)? {
-            txn::check_images(&a, &plan, &entries)?;
-        }
-        let repair = if active(Mutant::SkipRepair) {
-            RepairReport::default()
-        } else {
-            a.apply_repair(plan).map_err(Error::Repair)?
-        };
-        let undone = txn::recover(&mut a)?;
-        let flags = a.state().flags;
-        if flags & FLAG_NEEDS_REPAIR != 0 {
-            a.set_flags(flags & !FLAG_NEEDS_REPAIR)
-                .map_err(Error::Repair)?;
-        }
-        self.recovered = Some(Box::new(Recovery {
-            dead,
-            repair,
-            undone,
-        }));
+        let r = super::recover_arena(&mut a, dead)?;
+        self.recovered = Some(Box::new(r));
         Ok(())
     }
 

@@ -15,11 +15,13 @@
 //!   dropped by a panic, the heap has been repaired.
 
 mod access;
+mod bare;
 mod guard;
 mod inspect;
 mod roots;
 mod space;
 
+pub use bare::{format_in, leftovers, recover_arena};
 pub use guard::{BlockInfo, HeapGuard, Recovery, Stats};
 pub use roots::{entry_fault, RootInfo};
 pub use space::{block_for, search_size};
@@ -33,11 +35,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::alloc::Arena;
 use crate::error::{Error, Result};
 use crate::format::{
     self, FormatError, Identity, HEADER_SIZE, LOCK_OFFSET, MAX_CAPACITY, MIN_CAPACITY,
-    SLOTS_OFFSET, SLOT_COUNT, STATE_OFFSET,
+    SLOTS_OFFSET, SLOT_COUNT,
 };
 use crate::map::{self, Mapping};
 use crate::sync::{self, Futex, OwnerId, SlotRecord, Slots, DEFAULT_PROBE_INTERVAL};
@@ -408,19 +409,6 @@ fn format_new(file: &File, path: &Path, size: u64, page: u64, opts: &CreateOptio
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let id = Identity::new(page as u32, created);
-    // SAFETY: the mapping is fresh and at least HEADER_SIZE long; the Identity and State lie
-    // inside it at aligned offsets; the file is not yet visible under its final name, so no
-    // other process maps it.
-    unsafe {
-        std::ptr::write(m.base().cast::<Identity>(), id);
-        let st = m.base().add(STATE_OFFSET).cast::<format::State>();
-        (*st).capacity = size;
-        (*st).generation = 1;
-    }
-    // SAFETY: as above; nobody else can lock or see this file yet.
-    let mut arena = unsafe { Arena::new(m.base(), m.len(), page) };
-    arena.format()?;
     let cap = opts
         .log_capacity
         .unwrap_or_else(|| crate::txn::default_log_capacity(size))
@@ -432,15 +420,17 @@ fn format_new(file: &File, path: &Path, size: u64, page: u64, opts: &CreateOptio
             why: "an undo log smaller than 256 bytes",
         });
     }
-    let block = arena
-        .alloc(crate::txn::log_block_payload(cap), 8)
-        .map_err(|_| Error::BadSize {
+    // SAFETY: the mapping is fresh, page-aligned and `size` (at least MIN_CAPACITY) bytes
+    // long, zero as the file was reserved; the file is not yet visible under its final
+    // name, so no other process maps it.
+    unsafe { bare::format_in(m.base(), size, page, created, cap) }.map_err(|e| match e {
+        // The size the caller asked for, not the page-rounded one.
+        Error::BadSize { why, .. } => Error::BadSize {
             size: opts.size,
-            why: "too small for the heap's undo log (see CreateOptions::log_capacity)",
-        })?;
-    arena.store_state(crate::alloc::st!(log.block), block)?;
-    arena.store_state(crate::alloc::st!(log.cap), cap)?;
-    Ok(())
+            why,
+        },
+        e => e,
+    })
 }
 
 #[inline]
