@@ -1,21 +1,59 @@
 #!/usr/bin/env bash
 # Mutation testing of the library with cargo-mutants (configuration, and what is skipped
-# and why: .cargo/mutants.toml; the last score: docs/testing.md).
+# and why: .cargo/mutants.toml; the scores: docs/testing.md, "Mutation testing").
 #
-#   scripts/mutants.sh --shard 0/8          # every 8th mutant (round robin): a sample,
-#                                           # about 40 min on 2 cores
-#   scripts/mutants.sh                      # every mutant of src/ (many hours on 2 cores)
-#   scripts/mutants.sh --file src/sync/protocol.rs
-#   scripts/mutants.sh --list               # what would be tried
+#   scripts/mutants.sh run              # every pending piece of every shard, resumable
+#   scripts/mutants.sh run 3/8          # the pending pieces of shard 3 of 8
+#   scripts/mutants.sh summary          # counts per shard of 8, and over all of src/
+#   scripts/mutants.sh -F REGEX ...     # anything else is passed to cargo mutants as is
+#   scripts/mutants.sh --list           # what would be tried
 #
-# The mutants are applied in place, but in a git worktree of HEAD under target/ (never in
-# your tree), whose own target/ stays warm from one run to the next: each mutant then costs
-# one incremental build (about 10 s) plus the default `cargo test` (about 1 minute when no
-# test notices it, seconds when the unit tests do). Results: target/mutants-tree/mutants.out/
-# (caught.txt, missed.txt, timeout.txt, unviable.txt, one log per mutant).
-# Needs `cargo install cargo-mutants --locked`.
+# Resumable: the mutants are split round-robin into 64 pieces (mutant i is in piece i % 64,
+# so shard K of 8 is exactly the pieces K, K+8, ..., K+56, the same mutants `--shard K/8`
+# names). Each finished piece writes docs/mutants/piece-NN.tsv (tracked: commit it), one
+# line per mutant with its outcome and the commit it was judged on; `run` skips pieces that
+# have a file, so an interrupted run, or a later session, goes on where it stopped
+# (REDO=1 runs them again). A piece takes about 15 to 60 minutes on 2 cores.
+#
+# The mutants are applied in place, in a git worktree of HEAD under target/ (never in your
+# tree), whose own target/ stays warm: each mutant costs one incremental build plus the
+# default `cargo test` (lib tests first, so most mutants are caught within a minute; a
+# missed one costs the whole suite). The unmutated suite is run once per `run` (the
+# baseline), not once per piece. MUTANTS_TIMEOUT (480 s) stops a mutant that hangs a test;
+# time-outs are counted apart. Needs `cargo install cargo-mutants --locked`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
+pieces=64
+results=$root/docs/mutants
+
+summary() {
+    shopt -s nullglob
+    local files=("$results"/piece-*.tsv)
+    [ ${#files[@]} -gt 0 ] || { echo "no piece has been run (scripts/mutants.sh run)"; return; }
+    awk -F'\t' -v pieces=$pieces '
+        FNR == 1 { split(FILENAME, p, /piece-|\.tsv/); k = p[2] + 0; s = k % 8; done[s]++ }
+        /^#/ { if ($0 ~ /^# commit/) commits[$0] = 1; next }
+        { n[s, $1]++; all[$1]++; if ($1 == "missed") missed[++nm] = $2 }
+        END {
+            printf "%-6s %7s %7s %7s %8s %9s %7s\n", "shard", "pieces", "caught", "missed", "timeout", "unviable", "score"
+            for (s = 0; s < 8; s++) {
+                c = n[s, "caught"]; m = n[s, "missed"]; t = n[s, "timeout"]; u = n[s, "unviable"]
+                printf "%-6s %4d/%-2d %7d %7d %8d %9d %7s\n", s "/8", done[s], pieces / 8, c, m, t, u, \
+                    (c + m) ? sprintf("%.1f%%", 100 * c / (c + m)) : "-"
+            }
+            c = all["caught"]; m = all["missed"]; t = all["timeout"]; u = all["unviable"]
+            printf "%-6s %7s %7d %7d %8d %9d %7s\n", "all", "", c, m, t, u, (c + m) ? sprintf("%.1f%%", 100 * c / (c + m)) : "-"
+            print "score = caught / (caught + missed); time-outs are counted apart"
+            for (x in commits) print x
+            for (i = 1; i <= nm; i++) print "missed\t" missed[i]
+        }' "${files[@]}"
+}
+
+if [ "${1:-}" = summary ]; then
+    summary
+    exit 0
+fi
 if ! cargo mutants --version >/dev/null 2>&1; then
     echo "cargo-mutants is not installed: cargo install cargo-mutants --locked" >&2
     exit 2
@@ -31,11 +69,59 @@ if ! git diff --quiet HEAD; then
     echo "note: uncommitted changes are not in the run (it tests HEAD $head)" >&2
 fi
 cd "$tree"
-# --timeout: a mutant that makes a test hang is stopped after this many seconds (the
-# unmutated suite takes about 60-100 s here).
-# A shard is every k-th mutant (round robin), so that a shard is a sample of every file.
-sharding=()
-for a in "$@"; do
-    case $a in --shard | --shard=*) sharding=(--sharding round-robin) ;; esac
+timeout=${MUTANTS_TIMEOUT:-480}
+
+if [ "${1:-}" != run ]; then
+    sharding=()
+    for a in "$@"; do
+        case $a in --shard | --shard=*) sharding=(--sharding round-robin) ;; esac
+    done
+    exec cargo mutants --in-place "${sharding[@]}" --timeout "$timeout" "$@"
+fi
+
+only=${2:-}
+if [ -n "$only" ] && ! [[ $only =~ ^[0-7]/8$ ]]; then
+    echo "usage: scripts/mutants.sh run [K/8]   (K in 0..7)" >&2
+    exit 2
+fi
+mkdir -p "$results"
+todo=()
+for k in $(seq 0 $((pieces - 1))); do
+    [ -n "$only" ] && [ $((k % 8)) -ne "${only%/8}" ] && continue
+    f=$(printf '%s/piece-%02d.tsv' "$results" "$k")
+    [ -e "$f" ] && [ -z "${REDO:-}" ] && continue
+    todo+=("$k")
 done
-exec cargo mutants --in-place "${sharding[@]}" --timeout "${MUTANTS_TIMEOUT:-150}" "$@"
+[ ${#todo[@]} -gt 0 ] || { echo "every piece asked for has a result; REDO=1 runs them again"; summary; exit 0; }
+echo "pieces to run on $head: ${todo[*]}" >&2
+echo "baseline: the unmutated default cargo test ..." >&2
+cargo test --profile mutants -q >/dev/null 2>&1 || {
+    echo "the unmutated suite fails at $head: fix it before mutating" >&2
+    exit 4
+}
+for k in "${todo[@]}"; do
+    out=target/mutants-pieces/$k
+    rm -rf "$out"
+    mkdir -p "$out"
+    echo "$(date -Is) piece $k/$pieces ..." >&2
+    rc=0
+    cargo mutants --in-place --sharding round-robin --shard "$k/$pieces" --baseline skip \
+        --timeout "$timeout" --output "$out" >"$out/console.txt" 2>&1 || rc=$?
+    # 0: all caught, 2: some missed, 3: some timed out; anything else did not finish.
+    case $rc in 0 | 2 | 3) ;; *)
+        echo "piece $k stopped (cargo mutants exit $rc): see $tree/$out/console.txt" >&2
+        exit "$rc" ;;
+    esac
+    f=$(printf '%s/piece-%02d.tsv' "$results" "$k")
+    {
+        echo "# commit $head"
+        echo "# piece $k of $pieces, judged $(date -Is), timeout ${timeout}s"
+        for o in caught missed timeout unviable; do
+            [ -e "$out/mutants.out/$o.txt" ] || continue
+            sed "s/^/$o\t/" "$out/mutants.out/$o.txt"
+        done
+    } >"$f.tmp"
+    mv "$f.tmp" "$f"
+    echo "$(date -Is) piece $k: $(grep -vc '^#' "$f") mutants, $(grep -c '^missed' "$f" || true) missed" >&2
+done
+summary
