@@ -39,7 +39,13 @@ awk '
     { t[$1 " " $3] = t[$1 " " $3] " " ns($4, $5) }
     END {
         for (k in t) {
-            n = split(substr(t[k], 2), a, " "); asort(a); med[k] = a[int((n + 1) / 2)]
+            n = split(substr(t[k], 2), a, " ")
+            for (i = 2; i <= n; i++) {          # insertion sort (mawk has no asort)
+                x = a[i] + 0; j = i - 1
+                while (j >= 1 && a[j] + 0 > x) { a[j + 1] = a[j]; j-- }
+                a[j + 1] = x
+            }
+            med[k] = a[int((n + 1) / 2)]
         }
         printf "%-32s %10s %10s\n", "figure (median ns)", "v1", "v2"
         split("txn/guard_empty txn/guard_write8_logged txn/write8_fresh_in_guard txn/alloc_link", f, " ")
