@@ -136,3 +136,35 @@ fn a_run_past_its_limit_is_killed_and_fails_with_a_message() {
     );
     drop(guard);
 }
+
+/// A reader that stops early (`mapheap dump h | head`) ends `mapheap` as it ends any Unix
+/// filter, by SIGPIPE, not by a panic about a broken pipe. The dump is far larger than a
+/// pipe's buffer, so it meets the closed pipe however the child is scheduled.
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let heap = Heap::create(dir.path().join("h.heap"), 4 << 20).unwrap();
+    {
+        let mut g = heap.lock().unwrap();
+        for i in 0..5_000u64 {
+            g.alloc(i).unwrap();
+        }
+    }
+    drop(heap);
+    let args = ["dump", "h.heap"];
+    let mut child = run::command(dir.path(), &args)
+        .spawn()
+        .expect("spawn mapheap");
+    drop(child.stdout.take());
+    let r = run::finish(child, &args, run::LIMIT);
+    assert!(
+        !r.stderr.contains("panicked"),
+        "mapheap dump panicked:\n{r}"
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        r.status.signal(),
+        Some(libc::SIGPIPE),
+        "not ended by SIGPIPE:\n{r}"
+    );
+}

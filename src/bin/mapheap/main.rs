@@ -43,6 +43,13 @@ fn run(cli: Cli) -> mapheap::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Rust starts every program with SIGPIPE ignored, so a write to a reader that has gone
+    // (`mapheap dump h | head`) fails and `println!` panics. A Unix filter ends quietly by
+    // the signal instead.
+    // SAFETY: no other thread exists yet, and SIG_DFL installs no handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
