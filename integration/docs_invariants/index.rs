@@ -66,7 +66,17 @@ impl Index {
             .iter()
             .map(|(path, t)| SrcFile::new(path, t))
             .collect();
-        let (targets, externals) = parse_cargo(&p.cargo_toml);
+        let (targets, mut externals) = parse_cargo(&p.cargo_toml);
+        // A module of the crate named like a standard crate (`alloc`) is what the docs
+        // mean by that path: check it like any module rather than skip it as external.
+        for (path, _) in &p.files {
+            if let Some(m) = path
+                .strip_prefix("src/")
+                .and_then(|r| r.strip_suffix("/mod.rs").or_else(|| r.strip_suffix(".rs")))
+            {
+                externals.remove(m);
+            }
+        }
         let mut ix = Index {
             files,
             targets,

@@ -236,6 +236,34 @@ fn mutant_unknown_unit_test_is_caught() {
     );
 }
 
+/// A module of the crate named like a standard crate (`alloc`) is checked like any other
+/// module, not skipped as the external crate of that name.
+#[test]
+fn mutant_unknown_test_in_a_module_named_like_a_std_crate_is_caught() {
+    let rename = |p: &mut Project| {
+        p.files
+            .iter_mut()
+            .find(|(f, _)| f == "src/widget.rs")
+            .unwrap()
+            .0 = "src/alloc.rs".into();
+        replace(&mut p.docs, "`widget.rs`", "`alloc.rs`");
+        replace(&mut p.docs, "widget::tests::", "alloc::tests::");
+    };
+    assert_only(&problems_after(rename), &[]);
+    let p = problems_after(|p| {
+        rename(p);
+        replace(
+            &mut p.docs,
+            "alloc::tests::widgets_build",
+            "alloc::tests::widgets_built",
+        )
+    });
+    assert_one(
+        &p,
+        "row W1 (checks): no test `widgets_built` in a src/ module `…alloc::tests`",
+    );
+}
+
 #[test]
 fn mutant_test_in_the_wrong_module_is_caught() {
     let p = problems_after(|p| {
