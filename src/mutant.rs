@@ -115,6 +115,9 @@ pub enum Mutant {
     SplitCommitFirst,
     /// A locker spins on a held word without a bound (never sleeps, never probes).
     UnboundedSpin,
+    /// A handle's first lock validates the capacity only when the generation differs from
+    /// the 0 a new handle starts from (a file whose generation is 0 skips the check).
+    TrustCapacityAtOpen,
 }
 
 impl Mutant {
@@ -168,6 +171,7 @@ impl Mutant {
         Mutant::WriteBeforeCheck,
         Mutant::SplitCommitFirst,
         Mutant::UnboundedSpin,
+        Mutant::TrustCapacityAtOpen,
     ];
 
     /// The mutant whose `Debug` name is `name`.

@@ -137,13 +137,19 @@ impl<'h> HeapGuard<'h> {
         heap: &'h Heap,
         local: &'h mut Local,
         acquired: Acquired,
+        first: bool,
     ) -> Result<HeapGuard<'h>> {
         let mut g = HeapGuard {
             heap,
             local,
             recovered: None,
         };
-        g.refresh()?;
+        if first && !active(Mutant::TrustCapacityAtOpen) {
+            let (capacity, generation) = g.seen();
+            g.remap(capacity, generation)?;
+        } else {
+            g.refresh()?;
+        }
         let dead = match acquired {
             Acquired::Recovered { dead } => Some(dead),
             Acquired::Clean => None,
@@ -172,10 +178,7 @@ impl<'h> HeapGuard<'h> {
     /// fault (F3); the rest of the capacity's checks run when either moved.
     #[inline]
     fn refresh(&mut self) -> Result<()> {
-        let (capacity, generation) = {
-            let a = self.arena();
-            (a.state().capacity, a.state().generation)
-        };
+        let (capacity, generation) = self.seen();
         if capacity <= self.local.map.len() && generation == self.local.generation {
             return Ok(());
         }
@@ -185,6 +188,14 @@ impl<'h> HeapGuard<'h> {
         self.remap(capacity, generation)
     }
 
+    /// The capacity and generation the state holds now.
+    #[inline]
+    fn seen(&self) -> (u64, u64) {
+        let a = self.arena();
+        (a.state().capacity, a.state().generation)
+    }
+
+    /// Validates `capacity` against the file and maps it if the mapping is short.
     #[cold]
     fn remap(&mut self, capacity: u64, generation: u64) -> Result<()> {
         let path = &self.heap.path;

@@ -323,7 +323,7 @@ impl Heap {
         };
         // Validate capacity and state, and repair a dead owner's leftovers, before anyone
         // gets a guard.
-        let recovered = heap.lock()?.recovered().cloned();
+        let recovered = heap.lock_at_open()?.recovered().cloned();
         heap.recovered_at_open = recovered;
         Ok(heap)
     }
@@ -340,7 +340,16 @@ impl Heap {
         }
         let acquired = sync::lock(&self.futex(), self.owner);
         // SAFETY: `sync::lock` just took the process-shared lock through this handle.
-        unsafe { self.guard_for(acquired) }
+        unsafe { self.guard_for(acquired, false) }
+    }
+
+    /// The first lock of a handle: the capacity is validated against the file whatever the
+    /// generation says. (`lock` validates only when the generation moved; a file whose
+    /// generation is the 0 a new handle starts from must not skip the check, F3.)
+    fn lock_at_open(&self) -> Result<HeapGuard<'_>> {
+        let acquired = sync::lock(&self.futex(), self.owner);
+        // SAFETY: `sync::lock` just took the process-shared lock through this handle.
+        unsafe { self.guard_for(acquired, true) }
     }
 
     /// The guard of a lock just taken through this handle (`acquired` says how): it
@@ -349,12 +358,12 @@ impl Heap {
     /// # Safety
     /// The caller holds the process-shared lock, taken with this handle's owner id.
     #[inline]
-    unsafe fn guard_for(&self, acquired: sync::Acquired) -> Result<HeapGuard<'_>> {
+    unsafe fn guard_for(&self, acquired: sync::Acquired, first: bool) -> Result<HeapGuard<'_>> {
         // SAFETY: the caller holds the process-shared lock, so no other thread of any
         // process holds a guard of this handle; the `&mut Local` lives in the guard, which
         // releases the lock only after giving it up.
         let local = unsafe { &mut *self.local.0.get() };
-        HeapGuard::new(self, local, acquired)
+        HeapGuard::new(self, local, acquired, first)
     }
 
     #[inline]
@@ -472,7 +481,7 @@ pub fn raw_lock_rounds(heap: &Heap, iters: u64, mut body: impl FnMut()) -> Resul
         let acquired = sync::lock(&f, heap.owner);
         if acquired.recovered() {
             // SAFETY: `sync::lock` just took the lock with this handle's owner id.
-            let g = unsafe { heap.guard_for(acquired) }?;
+            let g = unsafe { heap.guard_for(acquired, false) }?;
             recoveries += u64::from(g.recovered().is_some());
             body();
             drop(g);

@@ -152,3 +152,44 @@ fn the_generation_wraps_and_other_handles_still_remap() {
     drop((grower, reader));
     assert_eq!(u64::from_le_bytes(peek(&path, at)), 1);
 }
+
+/// Whether `open` refuses a file whose state holds `capacity` and `generation` (each ≤ the
+/// file's length) as a bad capacity.
+fn capacity_refused(capacity: u64, generation: u64) -> bool {
+    let (_d, path) = heap_file(64 << 10);
+    poke(&path, STATE_OFFSET as u64, &capacity.to_le_bytes());
+    poke(&path, STATE_OFFSET as u64 + 8, &generation.to_le_bytes());
+    match Heap::open_with(&path, &quick()) {
+        Err(Error::Format {
+            source: FormatError::BadCapacity { capacity: c, .. },
+            ..
+        }) => c == capacity,
+        Err(e) => panic!("capacity {capacity}, generation {generation}: {e}"),
+        Ok(_) => false,
+    }
+}
+
+/// A capacity below `MIN_CAPACITY`, or not a multiple of `ALIGN`, is refused at open
+/// whatever the generation, also the 0 a new handle starts from (found by the fuzz target:
+/// a zeroed state opened, and a growth then underflowed on the sentinel's offset).
+#[test]
+fn a_bad_capacity_is_refused_at_open_whatever_the_generation() {
+    for generation in [0, 1, 7, u64::MAX] {
+        for capacity in [0, 8, MIN_CAPACITY - ALIGN, MIN_CAPACITY + 4] {
+            assert!(
+                capacity_refused(capacity, generation),
+                "capacity {capacity} at generation {generation} opened"
+            );
+        }
+    }
+}
+
+#[test]
+fn mutant_trust_capacity_at_open_is_caught_by_open() {
+    use crate::mutant::{with, Mutant};
+    assert!(capacity_refused(0, 0));
+    assert!(
+        !with(Mutant::TrustCapacityAtOpen, || capacity_refused(0, 0)),
+        "a zero capacity at generation 0 refused anyway"
+    );
+}
