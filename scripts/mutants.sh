@@ -95,8 +95,10 @@ done
 [ ${#todo[@]} -gt 0 ] || { echo "every piece asked for has a result; REDO=1 runs them again"; summary; exit 0; }
 echo "pieces to run on $head: ${todo[*]}" >&2
 echo "baseline: the unmutated default cargo test ..." >&2
-cargo test --profile mutants -q >/dev/null 2>&1 || {
-    echo "the unmutated suite fails at $head: fix it before mutating" >&2
+mkdir -p target/mutants-pieces
+cargo test --profile mutants >target/mutants-pieces/baseline.log 2>&1 || {
+    grep -E "^test .* FAILED|panicked|^error" target/mutants-pieces/baseline.log | head -20 >&2
+    echo "the unmutated suite fails at $head (log: $tree/target/mutants-pieces/baseline.log): fix it before mutating" >&2
     exit 4
 }
 for k in "${todo[@]}"; do
