@@ -432,3 +432,62 @@ fn mutant_stale_word_after_wait_is_caught_by_the_watchdog() {
         run.elapsed
     );
 }
+
+/// How many of the deaths of a re-create (after each of its stores, k = 1, 2, ...) left
+/// the path other than as it was: the previous heap, whole, with its root. The create
+/// writes a file nobody can see and renames it into place (M1), so a death anywhere leaves
+/// the old heap; in place (`CreateInPlace`) the half-made file is what an opener finds.
+/// The enumeration behind the race tests, which see that mutant only when an opener looks
+/// at the wrong moment.
+fn torn_by_a_dying_create(m: Option<Mutant>) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.heap");
+    let old = || {
+        let mut o = CreateOptions::new(64 << 10);
+        o.overwrite = true;
+        let h = Heap::create_with(&path, &o).unwrap();
+        let mut g = h.lock().unwrap();
+        let r = g.alloc(7u64).unwrap();
+        g.set_root("old", r).unwrap();
+    };
+    let mut o = CreateOptions::new(128 << 10);
+    o.overwrite = true;
+    let mut torn = 0;
+    for k in 1.. {
+        old();
+        crate::fault::arm_store_unwind(Some(k));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let create = || Heap::create_with(&path, &o).map(drop);
+            match m {
+                Some(m) => with(m, create),
+                None => create(),
+            }
+        }));
+        crate::fault::arm_store_unwind(None);
+        match r {
+            Ok(r) => {
+                r.unwrap();
+                assert!(k > 10, "a create of only {k} stores");
+                return torn;
+            }
+            Err(p) if p.downcast_ref::<crate::fault::Crashed>().is_some() => {}
+            Err(p) => std::panic::resume_unwind(p),
+        }
+        let whole = Heap::open_with(&path, &super::tests_support::quick()).is_ok_and(|h| {
+            let g = h.lock().unwrap();
+            g.check().is_clean() && g.root::<u64>("old").is_ok_and(|r| r.is_some())
+        });
+        torn += u64::from(!whole);
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_create_that_dies_after_any_store_leaves_the_old_heap() {
+    assert_eq!(torn_by_a_dying_create(None), 0);
+}
+
+#[test]
+fn mutant_create_in_place_is_caught_by_a_death_after_every_store() {
+    assert!(torn_by_a_dying_create(Some(Mutant::CreateInPlace)) > 0);
+}
