@@ -107,17 +107,26 @@ pub fn create_vs_open() -> TestResult {
     Ok(())
 }
 
+/// A race sees the mutant only when an opener looks at the wrong moment, so it gets up to
+/// three races (the deterministic check is `heap::mutant_tests::
+/// mutant_create_in_place_is_caught_by_a_death_after_every_store`).
 pub fn mutant_create_in_place() -> TestResult {
-    let r = race(Some(Mutant::CreateInPlace))?;
+    let mut clean_opens = Vec::new();
+    for attempt in 1..=3 {
+        let r = race(Some(Mutant::CreateInPlace))?;
+        if r.format > 0 || r.died > 0 {
+            note(format!(
+                "caught in race {attempt}: {} opens saw a half-made file, {} openers died of a signal",
+                r.format, r.died
+            ));
+            return Ok(());
+        }
+        clean_opens.push(r.ok);
+    }
     ensure!(
-        r.format > 0 || r.died > 0,
-        "CreateInPlace not caught: {} clean opens, no Format error, no opener died",
-        r.ok
+        false,
+        "CreateInPlace not caught in 3 races: {clean_opens:?} clean opens, no Format error, no opener died"
     );
-    note(format!(
-        "caught: {} opens saw a half-made file, {} openers died of a signal",
-        r.format, r.died
-    ));
     Ok(())
 }
 
