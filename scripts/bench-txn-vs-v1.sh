@@ -30,7 +30,12 @@ for r in $(seq 1 "$RUNS"); do
         (cd "$dir" && cargo bench "${args[@]}" 2>/dev/null) |
             awk -v side="$side" -v run="$r" '
                 /^txn\// { name = $1 }
-                /time:/ && name != "" { gsub(/\[/, ""); print side, run, name, $4, $5; name = "" }
+                # "time: [low unit median unit high unit]", on the line of the name or the next.
+                /time:/ && name != "" {
+                    line = $0; gsub(/\[/, "", line); n = split(line, f, " ")
+                    for (i = 1; i < n && f[i] != "time:"; i++) {}
+                    print side, run, name, f[i + 3], f[i + 4]; name = ""
+                }
             ' >>"$out/raw"
     done
 done

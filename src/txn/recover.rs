@@ -144,7 +144,8 @@ pub fn recover(a: &mut Arena<'_>) -> Result<Option<Undone>, TxnError> {
     };
     if log.len & LOG_COMMITTED != 0 {
         out.committed = true;
-        out.frees_finished = commit(a, &segs, &entries)?;
+        let frees = entries.iter().any(|e| e.kind == EntryKind::Free);
+        out.frees_finished = commit(a, &segs, &entries, frees)?;
     } else {
         let u = rollback(a, &segs, &entries)?;
         out.bytes_restored = u.bytes_restored;

@@ -54,7 +54,9 @@ impl SmallMap {
     /// Empties it, keeping its allocations.
     pub fn clear(&mut self) {
         self.inline.clear();
-        self.map.clear();
+        if !self.map.is_empty() {
+            self.map.clear();
+        }
     }
 }
 

@@ -99,17 +99,24 @@ impl Tx {
     /// segment, allocating an extension (listed in `log.ext` by the allocation's own plan,
     /// so a death leaves it either unallocated or listed) if there is none.
     fn room(&mut self, a: &mut Arena<'_>, size: u64) -> Result<u64, TxnError> {
+        if let [only] = self.segs[..] {
+            // The common case: one segment, with room.
+            if self.len + size <= only.end() {
+                return Ok(only.at + (self.len - only.base));
+            }
+        }
         if self.segs.is_empty() {
             // The descriptor is file data: checked before the first entry goes where it
             // says (D1), and again whenever it is not what was checked last. Outside a
             // transaction no extension is listed.
-            let log = a.state().log;
+            let log = &a.state().log;
             let known = self
                 .seg0
                 .filter(|s| s.at == log.block && s.cap == log.cap && log.ext[0] == 0);
             let seg0 = match known {
                 Some(s) => s,
                 None => {
+                    let log = a.state().log;
                     let segs = super::entry::segments(a, &log)?;
                     if segs.len() != 1 {
                         return Err(TxnError::BadLog {
@@ -299,7 +306,7 @@ impl Tx {
         if !self.active() {
             return Ok(0);
         }
-        let r = undo::commit(a, &self.segs, &self.entries);
+        let r = undo::commit(a, &self.segs, &self.entries, !self.freed.is_empty());
         self.end(r)
     }
 

@@ -95,10 +95,14 @@ pub fn rollback(a: &mut Arena<'_>, segs: &[Segment], entries: &[Entry]) -> Resul
 /// Commits the transaction whose parsed entries are `entries` (if the commit store was not
 /// made yet, makes it: T2), then carries out its deferred frees not yet done (T4), frees
 /// its extension segments and clears the log. Returns how many frees it carried out now.
-pub fn commit(a: &mut Arena<'_>, segs: &[Segment], entries: &[Entry]) -> Result<u64, TxnError> {
-    let log = a.state().log;
-    let frees = entries.iter().any(|e| e.kind == EntryKind::Free);
-    if log.len & LOG_COMMITTED == 0 && log.done == 0 && !frees && segs.len() <= 1 {
+pub fn commit(
+    a: &mut Arena<'_>,
+    segs: &[Segment],
+    entries: &[Entry],
+    frees: bool,
+) -> Result<u64, TxnError> {
+    let (len, done) = (a.state().log.len, a.state().log.done);
+    if len & LOG_COMMITTED == 0 && done == 0 && !frees && segs.len() <= 1 {
         // Nothing to do after the commit: the one store that makes the transaction final
         // is the one that clears its log (T2).
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
@@ -106,18 +110,18 @@ pub fn commit(a: &mut Arena<'_>, segs: &[Segment], entries: &[Entry]) -> Result<
         crate::fault::hit(crate::fault::CrashPoint::TxCommitted);
         return Ok(0);
     }
-    if log.len & LOG_COMMITTED == 0 {
+    if len & LOG_COMMITTED == 0 {
         // Every entry is in before this store (T1), so the transaction is final with it.
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-        a.store_state(st!(log.len), (log.len & LOG_LEN_MASK) | LOG_COMMITTED)?;
+        a.store_state(st!(log.len), (len & LOG_LEN_MASK) | LOG_COMMITTED)?;
         crate::fault::hit(crate::fault::CrashPoint::TxCommitted);
     }
     let mut freed = 0;
-    if log.done != LOG_DONE_ALL {
+    if done != LOG_DONE_ALL {
         let mut k = 0;
         for e in entries.iter().filter(|e| e.kind == EntryKind::Free) {
             k += 1;
-            if k <= log.done {
+            if k <= done {
                 continue;
             }
             if free_if_used(a, e.target)? {
