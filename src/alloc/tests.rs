@@ -104,3 +104,53 @@ fn extend_refuses_each_bad_capacity_alone_and_takes_a_good_one() {
         "the new space did not join the free last block"
     );
 }
+
+/// A bulk copy refuses a range that is misaligned, ragged, outside the arena and the root
+/// table, past the capacity, or that overflows, each alone, for its destination and its
+/// source; and takes ranges inside the arena or the root table.
+#[test]
+fn copy_words_refuses_each_bad_range_alone() {
+    let buf = Buf::new(64 << 10);
+    let mut a = buf.arena();
+    let cap = a.state().capacity;
+    let good = HEADER_SIZE + 64;
+    let roots = st!(roots);
+    assert!(a.copy_words(good, good + 64, 32).is_ok());
+    assert!(a.copy_words(roots, good, 64).is_ok(), "into the root table");
+    for (bad, n, why) in [
+        (good + 4, 32, "misaligned"),
+        (good, 12, "ragged length"),
+        (8, 32, "in the header, outside the root table"),
+        (roots - 8, 64, "straddling the root table's start"),
+        (cap - 16, 32, "past the capacity"),
+        (u64::MAX - 7, 16, "overflowing"),
+    ] {
+        assert!(a.copy_words(bad, good, n).is_err(), "destination {why}");
+        assert!(a.copy_words(good, bad, n).is_err(), "source {why}");
+    }
+}
+
+/// An allocation refuses a free-list head that is not a free block big enough for the
+/// request (a corrupt list), for each of the two faults alone.
+#[test]
+fn alloc_refuses_a_listed_block_that_is_used_or_too_small_each_alone() {
+    use crate::format::block::{encode, FREE};
+    // The one free block of a fresh arena, rewritten with a valid tag but used.
+    let buf = Buf::new(64 << 10);
+    let mut a = buf.arena();
+    let b = HEADER_SIZE;
+    let size = a.header(b).unwrap().size;
+    a.store(b, encode(b, size, 0)).unwrap();
+    assert!(
+        a.alloc(24, 8).is_err(),
+        "a used block on a free list was handed out"
+    );
+    // The same block free, but its size shrunk below what its list promises.
+    let buf = Buf::new(64 << 10);
+    let mut a = buf.arena();
+    a.store(b, encode(b, MIN_BLOCK, FREE)).unwrap();
+    assert!(
+        a.alloc(1000, 8).is_err(),
+        "a block smaller than its list's class was handed out"
+    );
+}
