@@ -94,7 +94,8 @@ fn segments_in(a: &Arena<'_>, log: &LogState, dead_last: bool) -> Result<Vec<Seg
     let Ok(usable) = a.usable_size(log.block) else {
         return bad(LogFault::NoBlock);
     };
-    if log.cap > usable || !log.cap.is_multiple_of(8) || log.cap < ENTRY_HEADER {
+    // No create makes a log below MIN_LOG: a smaller capacity is a corrupt descriptor.
+    if log.cap > usable || !log.cap.is_multiple_of(8) || log.cap < super::MIN_LOG {
         return bad(LogFault::BadCapacity);
     }
     let mut segs = vec![Segment {
@@ -139,7 +140,7 @@ pub fn locate(segs: &[Segment], pos: u64) -> Option<(Segment, u64)> {
 pub enum LogFault {
     /// `log.block` is not an allocated block.
     NoBlock,
-    /// `log.cap` is not a multiple of 8 or exceeds the block.
+    /// `log.cap` is not a multiple of 8, exceeds the block, or is below `MIN_LOG`.
     BadCapacity,
     /// `log.len` is beyond the capacity or not a multiple of 8.
     BadLength,
@@ -187,7 +188,9 @@ impl LogFault {
     pub fn what(self) -> &'static str {
         match self {
             LogFault::NoBlock => "the log's block is not an allocated block",
-            LogFault::BadCapacity => "the log's capacity does not fit its block",
+            LogFault::BadCapacity => {
+                "the log's capacity does not fit its block, or is below 256 bytes"
+            }
             LogFault::BadLength => "the log's length is beyond its capacity",
             LogFault::BadExtension => "an extension segment is not an allocated block",
             LogFault::CutOff => "an entry is cut off by the log's length",
