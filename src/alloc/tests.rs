@@ -154,3 +154,26 @@ fn alloc_refuses_a_listed_block_that_is_used_or_too_small_each_alone() {
         "a block smaller than its list's class was handed out"
     );
 }
+
+#[test]
+fn free_refuses_a_used_header_whose_size_runs_past_the_sentinel() {
+    use crate::format::block::encode;
+    let buf = Buf::new(64 << 10);
+    let mut a = buf.arena();
+    // A block far enough from the arena's start that its offset exceeds the size it is
+    // given below (an overrun must be seen as one, not as a wrapped subtraction).
+    let mut last = 0;
+    for _ in 0..8 {
+        last = a.alloc(4000, 8).unwrap();
+    }
+    let o = last - BLOCK_HEADER;
+    let size = a.sentinel() - o + 32;
+    assert!(size < o && size.is_multiple_of(8));
+    a.store(o, encode(o, size, 0)).unwrap();
+    match a.free(last) {
+        Err(AllocError::InvalidOffset { offset, reason }) => {
+            assert_eq!((offset, reason), (last, "not the start of a block"));
+        }
+        r => panic!("a used block running past the sentinel was freed: {r:?}"),
+    }
+}

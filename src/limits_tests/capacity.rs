@@ -47,6 +47,13 @@ fn create_sizes_at_the_capacity_limits() {
         create_size(HEADER_SIZE + page() + 1).unwrap(),
         HEADER_SIZE + 2 * page()
     );
+    // The messages and docs/limits.md say 64 TiB: the constant must be that (the largest
+    // block of such a heap still has a TLSF class, limits_tests::alloc).
+    assert_eq!(
+        MAX_CAPACITY,
+        64 << 40,
+        "MAX_CAPACITY is not the documented 64 TiB"
+    );
     // Past the largest capacity: refused by its size. At it: accepted by the size check,
     // then refused by the file system (no disk has 64 TiB to reserve).
     for size in [MAX_CAPACITY + 1, MAX_CAPACITY + page(), u64::MAX] {
