@@ -70,6 +70,13 @@ fn create_sizes_at_the_capacity_limits() {
 #[test]
 fn validate_capacity_at_its_limits() {
     let file = MAX_CAPACITY;
+    // The smallest arena holds one minimum block (32 bytes) and the 8-byte sentinel: 16424,
+    // written out so that the constant's own arithmetic is checked too.
+    assert_eq!(validate_capacity(16384 + 32 + 8, file), Ok(()));
+    assert!(
+        validate_capacity(16384 + 32, file).is_err(),
+        "no room for the sentinel"
+    );
     for ok in [
         MIN_CAPACITY,
         MIN_CAPACITY + ALIGN,
