@@ -323,7 +323,7 @@ impl Heap {
         };
         // Validate capacity and state, and repair a dead owner's leftovers, before anyone
         // gets a guard.
-        let recovered = heap.lock_at_open()?.recovered().cloned();
+        let recovered = heap.lock_first(true)?.recovered().cloned();
         heap.recovered_at_open = recovered;
         Ok(heap)
     }
@@ -338,18 +338,18 @@ impl Heap {
         {
             return Err(Error::Forked);
         }
-        let acquired = sync::lock(&self.futex(), self.owner);
-        // SAFETY: `sync::lock` just took the process-shared lock through this handle.
-        unsafe { self.guard_for(acquired, false) }
+        self.lock_first(false)
     }
 
-    /// The first lock of a handle: the capacity is validated against the file whatever the
-    /// generation says. (`lock` validates only when the generation moved; a file whose
-    /// generation is the 0 a new handle starts from must not skip the check, F3.)
-    fn lock_at_open(&self) -> Result<HeapGuard<'_>> {
+    /// Takes the lock; `first`: this is the handle's first lock, which validates the
+    /// capacity against the file whatever the generation says. (`lock` validates only when
+    /// the generation moved; a file whose generation is the 0 a new handle starts from must
+    /// not skip the check, F3.)
+    #[inline]
+    fn lock_first(&self, first: bool) -> Result<HeapGuard<'_>> {
         let acquired = sync::lock(&self.futex(), self.owner);
         // SAFETY: `sync::lock` just took the process-shared lock through this handle.
-        unsafe { self.guard_for(acquired, true) }
+        unsafe { self.guard_for(acquired, first) }
     }
 
     /// The guard of a lock just taken through this handle (`acquired` says how): it

@@ -144,8 +144,7 @@ pub fn recover(a: &mut Arena<'_>) -> Result<Option<Undone>, TxnError> {
     };
     if log.len & LOG_COMMITTED != 0 {
         out.committed = true;
-        let frees = entries.iter().any(|e| e.kind == EntryKind::Free);
-        out.frees_finished = commit(a, &segs, &entries, frees)?;
+        out.frees_finished = commit(a, &segs, &entries)?;
     } else {
         let u = rollback(a, &segs, &entries)?;
         out.bytes_restored = u.bytes_restored;

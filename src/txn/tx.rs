@@ -116,8 +116,7 @@ impl Tx {
             let seg0 = match known {
                 Some(s) => s,
                 None => {
-                    let log = a.state().log;
-                    let segs = super::entry::segments(a, &log)?;
+                    let segs = super::entry::segments(a, log)?;
                     if segs.len() != 1 {
                         return Err(TxnError::BadLog {
                             pos: 0,
@@ -306,7 +305,7 @@ impl Tx {
         if !self.active() {
             return Ok(0);
         }
-        let r = undo::commit(a, &self.segs, &self.entries, !self.freed.is_empty());
+        let r = undo::commit(a, &self.segs, &self.entries);
         self.end(r)
     }
 

@@ -95,13 +95,9 @@ pub fn rollback(a: &mut Arena<'_>, segs: &[Segment], entries: &[Entry]) -> Resul
 /// Commits the transaction whose parsed entries are `entries` (if the commit store was not
 /// made yet, makes it: T2), then carries out its deferred frees not yet done (T4), frees
 /// its extension segments and clears the log. Returns how many frees it carried out now.
-pub fn commit(
-    a: &mut Arena<'_>,
-    segs: &[Segment],
-    entries: &[Entry],
-    frees: bool,
-) -> Result<u64, TxnError> {
+pub fn commit(a: &mut Arena<'_>, segs: &[Segment], entries: &[Entry]) -> Result<u64, TxnError> {
     let (len, done) = (a.state().log.len, a.state().log.done);
+    let frees = entries.iter().any(|e| e.kind == EntryKind::Free);
     if len & LOG_COMMITTED == 0 && done == 0 && !frees && segs.len() <= 1 {
         // Nothing to do after the commit: the one store that makes the transaction final
         // is the one that clears its log (T2).
