@@ -6,8 +6,9 @@
 //!   of truth.
 //! * A3 every structural change commits with one 8-byte header store (see `format::block`),
 //!   after the intent record names the operation, so a process killed between any two
-//!   stores leaves a walkable chain and [`Arena::repair`] can finish or undo the operation
-//!   and rebuild the free lists and bitmaps from the chain.
+//!   stores leaves a walkable chain, and a repair ([`Arena::plan_repair`], then
+//!   [`Arena::apply_repair`]) can finish or undo the operation and rebuild the free lists
+//!   and bitmaps from the chain.
 //! * A4 no two physically adjacent blocks are free (immediate coalescing).
 //! * A5 every free block is in exactly the list of its size class; bitmaps say which lists
 //!   are non-empty; links are symmetric.

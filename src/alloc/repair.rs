@@ -13,7 +13,7 @@ use crate::format::{
     MIN_BLOCK, SL_COUNT,
 };
 
-/// What [`Arena::repair`] did.
+/// What [`Arena::apply_repair`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RepairReport {
     /// The intent record found (operation code, see `format::INTENT_*`).
@@ -170,17 +170,11 @@ impl Arena<'_> {
         Ok(self.walk_chain(f)?)
     }
 
-    /// Repairs the heap after its lock owner died (or a guard was dropped by a panic): finish
-    /// or undo the operation in the intent record, merge adjacent free blocks, and rebuild
-    /// footers, PREV_FREE bits, free lists, bitmaps and counters from the chain. Nothing is
-    /// written unless the whole chain (as the intent record will leave it) is sound.
-    pub fn repair(&mut self) -> Result<RepairReport> {
-        let plan = self.plan_repair()?;
-        self.apply_repair(plan)
-    }
-
-    /// Phase 1 of [`Arena::repair`], reading only: what the intent record asks, and the
-    /// chain it leaves (checked whole).
+    /// Phase 1 of a repair after the lock owner died (or a guard was dropped by a panic),
+    /// reading only: what the intent record asks (finish or undo its operation), and the
+    /// chain it leaves (checked whole). Nothing is written unless that whole chain is
+    /// sound: the recoverer checks the undo log against this plan too before
+    /// [`Arena::apply_repair`] makes its first store (D1).
     pub fn plan_repair(&self) -> Result<RepairPlan> {
         let intent = self.state().intent;
         let cap = self.state().capacity;
@@ -230,8 +224,9 @@ impl Arena<'_> {
         })
     }
 
-    /// Phase 2 of [`Arena::repair`]: the stores, each to a word of the chain `plan` checked
-    /// or of the state.
+    /// Phase 2 of a repair (after [`Arena::plan_repair`]): merges adjacent free blocks and
+    /// rebuilds footers, PREV_FREE bits, free lists, bitmaps and counters from the chain,
+    /// each store to a word of the chain `plan` checked or of the state.
     pub fn apply_repair(&mut self, plan: RepairPlan) -> Result<RepairReport> {
         let mut report = RepairReport {
             intent_op: plan.intent_op,

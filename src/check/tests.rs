@@ -286,3 +286,47 @@ fn rule_list_leaves_out_only_what_check_cannot_see() {
     dedup.dedup();
     assert_eq!(dedup.len(), all.len(), "a rule listed twice");
 }
+
+/// A first-level bit past the classes is named by its own index (the row above sets a bit
+/// inside them), at both ends of the unused bits.
+#[test]
+fn a_first_level_bit_past_the_classes_is_reported_at_its_index() {
+    use super::Violation;
+    use crate::format::FL_COUNT;
+    let _watchdog = crate::watchdog!(30);
+    for fl in [FL_COUNT, FL_COUNT + 3, 63] {
+        let dir = tempfile::tempdir().unwrap();
+        let heap = Heap::create(dir.path().join("h.heap"), 96 << 10).unwrap();
+        let g = heap.lock().unwrap();
+        let w = peek(&g, st!(fl_bitmap));
+        poke(&g, st!(fl_bitmap), w | 1 << fl);
+        assert_eq!(g.check().violations, vec![Violation::FlBit { fl }]);
+        poke(&g, st!(fl_bitmap), w);
+    }
+}
+
+/// A log extension must be a block of its own: the log's own block, or one listed twice,
+/// is refused, while the same block listed once is a sound extension.
+#[test]
+fn a_log_extension_listed_twice_or_naming_the_log_is_refused() {
+    let _watchdog = crate::watchdog!(30);
+    let dir = tempfile::tempdir().unwrap();
+    let heap = Heap::create(dir.path().join("h.heap"), 96 << 10).unwrap();
+    let v = valid(&heap);
+    let g = heap.lock().unwrap();
+    let bad = Rule::Log(LogFault::BadExtension);
+    for (ext, refused) in [
+        ([v.c + 8, 0], false),
+        ([v.c + 8, v.c + 8], true),
+        ([v.log, 0], true),
+        ([v.c + 8, v.log], true),
+    ] {
+        poke(&g, st!(log.ext), ext[0]);
+        poke(&g, st!(log.ext) + 8, ext[1]);
+        let rules = g.check().rules();
+        assert_eq!(rules.contains(&bad), refused, "ext {ext:?}: {rules:?}");
+    }
+    poke(&g, st!(log.ext), 0);
+    poke(&g, st!(log.ext) + 8, 0);
+    assert!(g.check().is_clean());
+}

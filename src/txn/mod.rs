@@ -39,6 +39,9 @@ mod small;
 mod tx;
 mod undo;
 
+#[cfg(test)]
+mod tests;
+
 pub use entry::{
     locate, parse, parse_in, roots_range, segments, Entry, EntryKind, LogFault, Segment,
     ENTRY_HEADER,

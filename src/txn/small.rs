@@ -80,4 +80,21 @@ mod tests {
         m.clear();
         assert!(m.is_empty() && m.get(3).is_none());
     }
+
+    /// The point of the type: up to `INLINE` keys no hash map is built (a logged write
+    /// costs no hashing in a small transaction), and one more key spills them all.
+    #[test]
+    fn it_stays_a_vector_up_to_inline_keys() {
+        let mut m = SmallMap::default();
+        for k in 0..INLINE as u64 {
+            m.insert(k, k);
+            m.insert(k, k + 1);
+            assert_eq!(m.inline.len(), k as usize + 1);
+            assert!(m.map.is_empty(), "spilled at {} keys", k + 1);
+        }
+        m.insert(INLINE as u64, 0);
+        assert!(m.inline.is_empty());
+        assert_eq!(m.map.len(), INLINE + 1);
+        assert_eq!(m.get(3), Some(4));
+    }
 }
