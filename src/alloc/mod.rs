@@ -139,11 +139,9 @@ impl<'a> Arena<'a> {
 
     /// The allocator state, for reading. Every change goes through [`Arena::store`].
     pub fn state(&self) -> &State {
-        // SAFETY: STATE_OFFSET + size_of::<State>() <= HEADER_SIZE <= map_len (`new`'s
-        // contract), base is page-aligned, so the pointer is in bounds and aligned; we hold
-        // the lock, so no other process writes the state; our own stores go through atomic
-        // pointers while no borrow from this method is alive (they all end before any
-        // `&mut self` method runs).
+        // SAFETY: in bounds and aligned (STATE_OFFSET + size_of::<State>() <= HEADER_SIZE <=
+        // map_len by `new`'s contract, base page-aligned); under the lock no other process
+        // writes it, and our own atomic stores run only while no borrow from here lives.
         unsafe { &*self.base.add(STATE_OFFSET).cast::<State>() }
     }
 
