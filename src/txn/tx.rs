@@ -98,13 +98,32 @@ impl Tx {
     /// cannot hold it, fills the segment's rest with a PAD entry and moves to the next
     /// segment, allocating an extension (listed in `log.ext` by the allocation's own plan,
     /// so a death leaves it either unallocated or listed) if there is none.
+    #[inline]
     fn room(&mut self, a: &mut Arena<'_>, size: u64) -> Result<u64, TxnError> {
-        if let [only] = self.segs[..] {
-            // The common case: one segment, with room.
-            if self.len + size <= only.end() {
-                return Ok(only.at + (self.len - only.base));
+        // The common case: one segment, with room; at a transaction's first entry, the
+        // log's own block, if the descriptor is still the one checked last.
+        let one = match self.segs[..] {
+            [only] => Some(only),
+            [] => self.seg0.filter(|s| {
+                let log = &a.state().log;
+                s.at == log.block && s.cap == log.cap && log.ext[0] == 0
+            }),
+            _ => None,
+        };
+        if let Some(seg) = one {
+            if self.len + size <= seg.end() {
+                if self.segs.is_empty() {
+                    self.segs.push(seg);
+                }
+                return Ok(seg.at + (self.len - seg.base));
             }
         }
+        self.room_slow(a, size)
+    }
+
+    /// [`Tx::room`] when the entry does not fit the one segment known, or none is known.
+    #[inline(never)]
+    fn room_slow(&mut self, a: &mut Arena<'_>, size: u64) -> Result<u64, TxnError> {
         if self.segs.is_empty() {
             // The descriptor is file data: checked before the first entry goes where it
             // says (D1), and again whenever it is not what was checked last. Outside a
@@ -203,11 +222,7 @@ impl Tx {
             target,
             len: n,
         };
-        a.store(at, word0(kind, n))?;
-        a.store(at + 8, target)?;
-        if n != 0 {
-            a.copy_words(at + ENTRY_HEADER, target, n)?;
-        }
+        a.put_entry(at, [word0(kind, n), target], n)?;
         // T1: the entry is in with this store, and the data it guards is written after.
         a.store_state(st!(log.len), Self::len_word(self.len + e.size()))?;
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);

@@ -95,6 +95,7 @@ pub fn rollback(a: &mut Arena<'_>, segs: &[Segment], entries: &[Entry]) -> Resul
 /// Commits the transaction whose parsed entries are `entries` (if the commit store was not
 /// made yet, makes it: T2), then carries out its deferred frees not yet done (T4), frees
 /// its extension segments and clears the log. Returns how many frees it carried out now.
+#[inline]
 pub fn commit(a: &mut Arena<'_>, segs: &[Segment], entries: &[Entry]) -> Result<u64, TxnError> {
     let (len, done) = (a.state().log.len, a.state().log.done);
     let frees = entries.iter().any(|e| e.kind == EntryKind::Free);
@@ -106,6 +107,19 @@ pub fn commit(a: &mut Arena<'_>, segs: &[Segment], entries: &[Entry]) -> Result<
         crate::fault::hit(crate::fault::CrashPoint::TxCommitted);
         return Ok(0);
     }
+    commit_in_steps(a, segs, entries, len, done)
+}
+
+/// [`commit`] of a transaction with deferred frees or extensions, or one a recoverer
+/// finishes: the commit store, then the frees one by one (T4).
+#[inline(never)]
+fn commit_in_steps(
+    a: &mut Arena<'_>,
+    segs: &[Segment],
+    entries: &[Entry],
+    len: u64,
+    done: u64,
+) -> Result<u64, TxnError> {
     if len & LOG_COMMITTED == 0 {
         // Every entry is in before this store (T1), so the transaction is final with it.
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
