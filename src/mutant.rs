@@ -118,6 +118,9 @@ pub enum Mutant {
     /// A handle's first lock validates the capacity only when the generation differs from
     /// the 0 a new handle starts from (a file whose generation is 0 skips the check).
     TrustCapacityAtOpen,
+    /// A transaction's first free is made at its commit from the plan kept at its check
+    /// without looking whether the words that plan read have changed since.
+    KeptPlanUnchecked,
 }
 
 impl Mutant {
@@ -172,6 +175,7 @@ impl Mutant {
         Mutant::SplitCommitFirst,
         Mutant::UnboundedSpin,
         Mutant::TrustCapacityAtOpen,
+        Mutant::KeptPlanUnchecked,
     ];
 
     /// The mutant whose `Debug` name is `name`.

@@ -34,6 +34,9 @@ pub struct Editor<'p, 'a> {
     /// set a death leaves them to the repair, which rebuilds them, so where they fall
     /// among the operation's stores does not matter as long as it is before the clear.
     deltas: [u64; 4],
+    /// Where the words read from the file are noted, for a plan kept to be made later
+    /// ([`super::kept`]); `None` for a plan made at once.
+    reads: Option<&'p super::kept::ReadSet>,
 }
 
 /// A finished plan: the stores, in order, and the named crash points between them.
@@ -83,7 +86,35 @@ impl<'p, 'a> Editor<'p, 'a> {
             plan,
             limit: arena.map_len(),
             deltas: [0; 4],
+            reads: None,
         }
+    }
+
+    /// An editor whose plan is kept to be made later: every word it reads from the file is
+    /// noted in `reads` (emptied first), so that the plan is made only if none has changed.
+    pub(super) fn noting(
+        arena: &'p Arena<'a>,
+        plan: &'p mut Plan,
+        reads: &'p super::kept::ReadSet,
+    ) -> Self {
+        reads.start(arena.state().capacity, arena.map_len());
+        Editor {
+            reads: Some(reads),
+            ..Editor::new(arena, plan)
+        }
+    }
+
+    /// Reads the file's word at `at` (checked by the caller), noting it if asked to.
+    #[inline]
+    fn file_word(&self, at: u64) -> u64 {
+        let v = self
+            .arena
+            .cell_unchecked(at)
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(r) = self.reads {
+            r.note(at, v);
+        }
+        v
     }
 
     /// An editor for a plan that is never applied: it checks an operation whole before its
@@ -136,10 +167,7 @@ impl<'p, 'a> Editor<'p, 'a> {
             None if at + 8 > self.arena.map_len() => {
                 return corrupt(at, "word not yet mapped (a dry run of a growth)")
             }
-            None => self
-                .arena
-                .cell_unchecked(at)
-                .load(std::sync::atomic::Ordering::Relaxed),
+            None => self.file_word(at),
         })
     }
 
@@ -164,10 +192,7 @@ impl<'p, 'a> Editor<'p, 'a> {
         debug_assert!(is_state_word(at), "{at:#x} is not a state word");
         match self.pending(at) {
             Some(v) => v,
-            None => self
-                .arena
-                .cell_unchecked(at)
-                .load(std::sync::atomic::Ordering::Relaxed),
+            None => self.file_word(at),
         }
     }
 
@@ -211,11 +236,7 @@ impl<'p, 'a> Editor<'p, 'a> {
             if self.deltas[i] != 0 {
                 let at = first + 8 * i as u64;
                 // No plan stores a counter but this one, so the file holds its value.
-                let v = self
-                    .arena
-                    .cell_unchecked(at)
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    .wrapping_add(self.deltas[i]);
+                let v = self.file_word(at).wrapping_add(self.deltas[i]);
                 self.deltas[i] = 0;
                 self.set_st(at, v)?;
             }

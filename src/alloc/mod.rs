@@ -25,12 +25,14 @@
 
 mod edit;
 mod grow;
+mod kept;
 mod lists;
 mod ops;
 mod repair;
 pub mod tlsf;
 
 pub use edit::{Editor, Plan};
+pub use kept::KeptFree;
 pub use repair::{ChainBreak, ChainFault, RepairPlan, RepairReport};
 
 use std::marker::PhantomData;

@@ -177,3 +177,79 @@ fn free_refuses_a_used_header_whose_size_runs_past_the_sentinel() {
         r => panic!("a used block running past the sentinel was freed: {r:?}"),
     }
 }
+
+impl Buf {
+    fn bytes(&self) -> Vec<u8> {
+        // SAFETY: `ptr` holds `layout.size()` initialised bytes (zeroed at allocation);
+        // nothing writes them while the copy is made (one thread, no arena borrowed).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.layout.size()).to_vec() }
+    }
+}
+
+/// Two used blocks x and y (and one after them), then x freed; y's free reads x's block
+/// (its free predecessor).
+fn two_blocks_and_x_freed() -> (Buf, u64, u64) {
+    let buf = Buf::new(64 << 10);
+    let mut a = buf.arena();
+    let x = a.alloc(100, 8).unwrap();
+    let y = a.alloc(100, 8).unwrap();
+    a.alloc(100, 8).unwrap();
+    a.free(x).unwrap();
+    (buf, x, y)
+}
+
+/// A free kept from its check (`kept.rs`) is made from its plan only while the words that
+/// plan read are unchanged: at once it is, and it leaves exactly the arena a free planned
+/// again leaves; after an allocation that took the free neighbour it read, it is refused
+/// with nothing written, and the free planned again is sound.
+#[test]
+fn a_kept_free_is_made_only_while_what_it_read_is_unchanged() {
+    let (kept_buf, _, y) = two_blocks_and_x_freed();
+    let (plain_buf, ..) = two_blocks_and_x_freed();
+    let mut kept = KeptFree::default();
+    let mut a = kept_buf.arena();
+    a.check_free_keeping(y, &mut kept).unwrap();
+    assert_eq!(kept.payload(), y);
+    assert!(a.free_kept(y, &mut kept), "an unchanged plan was not used");
+    plain_buf.arena().free(y).unwrap();
+    assert!(
+        kept_buf.bytes() == plain_buf.bytes(),
+        "the kept free differs"
+    );
+    assert!(!a.free_kept(y, &mut kept), "a kept plan was used twice");
+
+    let (buf, x, y) = two_blocks_and_x_freed();
+    let mut a = buf.arena();
+    a.check_free_keeping(y, &mut kept).unwrap();
+    assert_eq!(a.alloc(100, 8).unwrap(), x);
+    let before = buf.bytes();
+    assert!(!a.free_kept(y, &mut kept), "a stale plan was used");
+    assert!(buf.bytes() == before, "a refused kept free wrote");
+    a.free(y).unwrap();
+    assert_eq!(damage(&a), vec![]);
+}
+
+/// `KeptPlanUnchecked`: the stale plan of the test above made as it is; `check` reports
+/// the damage.
+#[test]
+fn mutant_kept_plan_unchecked_is_caught_by_check() {
+    use crate::mutant::{with, Mutant};
+    let (buf, x, y) = two_blocks_and_x_freed();
+    let mut a = buf.arena();
+    let mut kept = KeptFree::default();
+    a.check_free_keeping(y, &mut kept).unwrap();
+    assert_eq!(a.alloc(100, 8).unwrap(), x);
+    assert!(with(Mutant::KeptPlanUnchecked, || a.free_kept(y, &mut kept)));
+    assert!(
+        !damage(&a).is_empty(),
+        "KeptPlanUnchecked not caught by check"
+    );
+}
+
+/// What `check` reports of the allocator (a bare arena has no undo log, which it reports
+/// too).
+fn damage(a: &Arena<'_>) -> Vec<crate::check::Violation> {
+    let mut v = crate::check::check(a).violations;
+    v.retain(|v| !matches!(v, crate::check::Violation::Log { .. }));
+    v
+}

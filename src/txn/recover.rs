@@ -144,7 +144,7 @@ pub fn recover(a: &mut Arena<'_>) -> Result<Option<Undone>, TxnError> {
     };
     if log.len & LOG_COMMITTED != 0 {
         out.committed = true;
-        out.frees_finished = commit(a, &segs, &entries)?;
+        out.frees_finished = commit(a, &segs, &entries, None)?;
     } else {
         let u = rollback(a, &segs, &entries)?;
         out.bytes_restored = u.bytes_restored;

@@ -7,7 +7,7 @@ use super::entry::{locate, word0, Entry, EntryKind, Segment, ENTRY_HEADER};
 use super::small::SmallMap;
 use super::undo::{self, Undo};
 use super::{TxnError, LOG_COMMITTED};
-use crate::alloc::{st, AllocError, Arena};
+use crate::alloc::{st, AllocError, Arena, KeptFree};
 use crate::format::LOG_EXTENSIONS;
 use crate::mutant::{active, Mutant};
 
@@ -29,6 +29,9 @@ pub struct Tx {
     fresh: SmallMap,
     /// Payloads this transaction frees at commit (the value is unused).
     freed: SmallMap,
+    /// The plan of this transaction's first free, kept from its check to its commit
+    /// (allocated at the first free of the attachment, then reused).
+    kept: Option<Box<KeptFree>>,
     /// A commit or rollback failed half-way: the log in the file is the truth now, and
     /// only the next guard's recovery may touch it.
     failed: bool,
@@ -71,6 +74,9 @@ impl Tx {
         self.imaged.clear();
         self.fresh.clear();
         self.freed.clear();
+        if let Some(k) = self.kept.as_deref_mut() {
+            k.clear();
+        }
         self.failed = false;
     }
 
@@ -305,7 +311,13 @@ impl Tx {
         }
         // D1: a free that cannot be made is refused now, with nothing logged; at the
         // commit it would fail after the commit store and leave the transaction to repair.
-        a.check_free(payload)?;
+        if self.freed.is_empty() {
+            // The first free of the transaction: its plan is kept for the commit.
+            let kept = self.kept.get_or_insert_with(Box::default);
+            a.check_free_keeping(payload, kept)?;
+        } else {
+            a.check_free(payload)?;
+        }
         if active(Mutant::FreeBeforeCommit) {
             a.free(payload)?;
         }
@@ -320,7 +332,7 @@ impl Tx {
         if !self.active() {
             return Ok(0);
         }
-        let r = undo::commit(a, &self.segs, &self.entries);
+        let r = undo::commit(a, &self.segs, &self.entries, self.kept.as_deref_mut());
         self.end(r)
     }
 

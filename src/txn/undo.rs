@@ -10,7 +10,7 @@
 
 use super::entry::{Entry, EntryKind, Segment, ENTRY_HEADER};
 use super::{TxnError, LOG_COMMITTED, LOG_LEN_MASK};
-use crate::alloc::{st, AllocError, Arena};
+use crate::alloc::{st, AllocError, Arena, KeptFree};
 use crate::format::{LOG_DONE_ALL, LOG_EXTENSIONS};
 use crate::mutant::{active, Mutant};
 
@@ -95,8 +95,15 @@ pub fn rollback(a: &mut Arena<'_>, segs: &[Segment], entries: &[Entry]) -> Resul
 /// Commits the transaction whose parsed entries are `entries` (if the commit store was not
 /// made yet, makes it: T2), then carries out its deferred frees not yet done (T4), frees
 /// its extension segments and clears the log. Returns how many frees it carried out now.
+/// A live transaction passes the plan it kept of its first free (`kept`), made as it is if
+/// nothing it read has changed; a recoverer has none.
 #[inline]
-pub fn commit(a: &mut Arena<'_>, segs: &[Segment], entries: &[Entry]) -> Result<u64, TxnError> {
+pub fn commit(
+    a: &mut Arena<'_>,
+    segs: &[Segment],
+    entries: &[Entry],
+    kept: Option<&mut KeptFree>,
+) -> Result<u64, TxnError> {
     let (len, done) = (a.state().log.len, a.state().log.done);
     let frees = entries.iter().any(|e| e.kind == EntryKind::Free);
     if len & LOG_COMMITTED == 0 && done == 0 && !frees && segs.len() <= 1 {
@@ -107,7 +114,7 @@ pub fn commit(a: &mut Arena<'_>, segs: &[Segment], entries: &[Entry]) -> Result<
         crate::fault::hit(crate::fault::CrashPoint::TxCommitted);
         return Ok(0);
     }
-    commit_in_steps(a, segs, entries, len, done)
+    commit_in_steps(a, segs, entries, len, done, kept)
 }
 
 /// [`commit`] of a transaction with deferred frees or extensions, or one a recoverer
@@ -119,6 +126,7 @@ fn commit_in_steps(
     entries: &[Entry],
     len: u64,
     done: u64,
+    mut kept: Option<&mut KeptFree>,
 ) -> Result<u64, TxnError> {
     if len & LOG_COMMITTED == 0 {
         // Every entry is in before this store (T1), so the transaction is final with it.
@@ -134,7 +142,11 @@ fn commit_in_steps(
             if k <= done {
                 continue;
             }
-            if free_if_used(a, e.target)? {
+            let from_kept = match kept.as_deref_mut() {
+                Some(kf) if k == 1 => a.free_kept(e.target, kf),
+                _ => false,
+            };
+            if from_kept || free_if_used(a, e.target)? {
                 freed += 1;
             }
             a.store_state(st!(log.done), k)?;
