@@ -18,6 +18,9 @@ pub mod protocol;
 pub mod slots;
 pub mod word;
 
+#[cfg(test)]
+mod spin_tests;
+
 pub use futex::{Futex, DEFAULT_PROBE_INTERVAL};
 pub use platform::{CrashPoint, Platform, WaitOutcome};
 pub use protocol::{lock, unlock, Acquired};
