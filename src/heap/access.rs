@@ -76,7 +76,12 @@ impl HeapGuard<'_> {
 
     /// Saves what a write to `[payload, payload + n)` would overwrite, unless this
     /// transaction saved it already or allocated the block.
+    #[inline]
     fn log_write(&mut self, payload: u64, n: u64) -> Result<()> {
+        if self.local.tx.saved_already(payload, n) {
+            // A fresh block or bytes imaged before: the common write costs one lookup.
+            return Ok(());
+        }
         let (mut a, tx) = self.tx_parts();
         match tx.before_write(&mut a, payload, n) {
             Err(TxnError::LogFull { .. }) if active(Mutant::OverflowSkipsLog) => Ok(()),

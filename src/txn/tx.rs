@@ -246,17 +246,24 @@ impl Tx {
         payload: u64,
         n: u64,
     ) -> Result<(), TxnError> {
-        if n == 0 || (!self.fresh.is_empty() && self.fresh.contains(payload)) {
+        if self.saved_already(payload, n) {
             return Ok(());
         }
         let want = n.next_multiple_of(8);
         let have = self.imaged.get(payload).unwrap_or(0);
-        if have >= want {
-            return Ok(());
-        }
         self.append(a, EntryKind::Image, payload + have, want - have)?;
         self.imaged.insert(payload, want);
         Ok(())
+    }
+
+    /// Whether a write to `[payload, payload + n)` needs no new before-image: it writes
+    /// nothing, or to a block this transaction allocated, or to bytes it saved already.
+    /// Reads only this process's mirror (a guard checks it before it touches the file).
+    #[inline]
+    pub fn saved_already(&self, payload: u64, n: u64) -> bool {
+        n == 0
+            || (!self.fresh.is_empty() && self.fresh.contains(payload))
+            || self.imaged.get(payload).unwrap_or(0) >= n.next_multiple_of(8)
     }
 
     /// Before a change of the root entry at file offset `at`: saves it once.
