@@ -237,8 +237,9 @@ impl Tx {
         Ok(())
     }
 
-    /// Before a write to `[payload, payload + n)` of an allocated block: saves what this
-    /// transaction has not saved of it yet (nothing for a block it allocated).
+    /// Before a write to `[payload, payload + n)` of an allocated block that
+    /// [`Tx::saved_already`] said needs an image: saves what this transaction has not
+    /// saved of it yet.
     #[inline]
     pub fn before_write(
         &mut self,
@@ -246,11 +247,11 @@ impl Tx {
         payload: u64,
         n: u64,
     ) -> Result<(), TxnError> {
-        if self.saved_already(payload, n) {
-            return Ok(());
-        }
         let want = n.next_multiple_of(8);
         let have = self.imaged.get(payload).unwrap_or(0);
+        if have >= want {
+            return Ok(());
+        }
         self.append(a, EntryKind::Image, payload + have, want - have)?;
         self.imaged.insert(payload, want);
         Ok(())
