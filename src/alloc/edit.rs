@@ -293,6 +293,12 @@ impl Plan {
         unsafe { std::slice::from_raw_parts(self.stores.as_ptr().cast(), self.n) }
     }
 
+    /// The planned stores, in order (for tests of what a plan holds).
+    #[cfg(test)]
+    pub(super) fn planned(&self) -> &[(u64, u64)] {
+        self.stores()
+    }
+
     /// How many stores the plan makes.
     pub fn len(&self) -> usize {
         self.n

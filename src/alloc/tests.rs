@@ -130,6 +130,32 @@ fn copy_words_refuses_each_bad_range_alone() {
     }
 }
 
+/// `word` and `store` take a state word or an arena word below both the capacity and the
+/// mapping, and refuse every other offset, each condition alone (a capacity smaller than
+/// the mapping, so that the two bounds differ).
+#[test]
+fn word_and_store_refuse_each_bad_offset_alone() {
+    let buf = Buf::with_capacity(64 << 10, 32 << 10);
+    let mut a = buf.arena();
+    let cap = a.state().capacity;
+    assert!(cap < a.map_len());
+    for ok in [HEADER_SIZE, cap - 8] {
+        assert!(a.word(ok).is_ok(), "{ok:#x}");
+    }
+    for (bad, why) in [
+        (cap, "at the capacity, inside the mapping"),
+        (a.map_len() - 8, "inside the mapping, past the capacity"),
+        (a.map_len(), "at the mapping's end"),
+        (HEADER_SIZE + 4, "misaligned"),
+        (HEADER_SIZE - 8, "in the header"),
+        (u64::MAX - 7, "overflowing"),
+    ] {
+        assert!(a.word(bad).is_err(), "word {why}");
+        assert!(a.store(bad, 0).is_err(), "store {why}");
+    }
+    assert!(a.set_flags(0).is_ok(), "a state word");
+}
+
 /// An allocation refuses a free-list head that is not a free block big enough for the
 /// request (a corrupt list), for each of the two faults alone.
 #[test]
@@ -252,4 +278,49 @@ fn damage(a: &Arena<'_>) -> Vec<crate::check::Violation> {
     let mut v = crate::check::check(a).violations;
     v.retain(|v| !matches!(v, crate::check::Violation::Log { .. }));
     v
+}
+
+/// The four counters are stored once per operation, together, before the store that clears
+/// the intent record (a death before it leaves them to the repair, which rebuilds them):
+/// an allocation that splits, and a free that merges with its free predecessor.
+#[test]
+fn an_operation_stores_each_counter_once_before_clearing_its_intent() {
+    let buf = Buf::new(64 << 10);
+    let mut a = buf.arena();
+    let x = a.alloc(100, 8).unwrap();
+    let y = a.alloc(100, 8).unwrap();
+    a.alloc(100, 8).unwrap();
+    a.free(x).unwrap();
+    let counters = st!(used_bytes)..st!(used_bytes) + 32;
+    for name in ["alloc", "free"] {
+        let mut plan = Plan::new();
+        {
+            let mut e = Editor::new(&a, &mut plan);
+            match name {
+                "alloc" => e.plan_alloc(200, 8, |_, _| Ok(())).map(drop),
+                _ => e.plan_free(y),
+            }
+            .unwrap();
+        }
+        let stores = plan.planned();
+        let clear = stores
+            .iter()
+            .rposition(|&(at, v)| at == st!(intent.op) && v == 0)
+            .expect("the intent is cleared");
+        assert_eq!(
+            clear,
+            stores.len() - 1,
+            "{name}: the clear is the last store"
+        );
+        for c in counters.clone().step_by(8) {
+            let at: Vec<usize> = (0..stores.len()).filter(|&i| stores[i].0 == c).collect();
+            assert!(
+                at.len() <= 1,
+                "{name}: counter {c:#x} stored {} times",
+                at.len()
+            );
+        }
+        a.apply(&plan);
+    }
+    assert_eq!(damage(&a), vec![]);
 }

@@ -285,12 +285,12 @@ impl Drop for HeapGuard<'_> {
             // A simulated death (tests): leave the lock and the file as a SIGKILL would.
             return;
         }
-        if self.local.tx.active() || self.local.tx.failed() {
+        // A transaction whose commit or rollback failed half-way keeps its length, so it is
+        // still active here, and both calls below refuse it (`TxnError::Ended`).
+        if self.local.tx.active() {
             let roll_back = std::thread::panicking() && !active(Mutant::PanicCommits);
             let (mut a, tx) = self.tx_parts();
-            let ended = if tx.failed() {
-                Err(())
-            } else if roll_back {
+            let ended = if roll_back {
                 tx.rollback(&mut a).map(drop).map_err(drop)
             } else {
                 tx.commit(&mut a).map(drop).map_err(drop)

@@ -33,7 +33,8 @@ pub struct Tx {
     /// (allocated at the first free of the attachment, then reused).
     kept: Option<Box<KeptFree>>,
     /// A commit or rollback failed half-way: the log in the file is the truth now, and
-    /// only the next guard's recovery may touch it.
+    /// only the next guard's recovery may touch it. Its `len` is kept, so the transaction
+    /// stays active, and every call but `reset` refuses it.
     failed: bool,
 }
 
@@ -42,12 +43,6 @@ impl Tx {
     #[inline]
     pub fn active(&self) -> bool {
         self.len != 0
-    }
-
-    /// Whether a commit or rollback failed half-way (the guard must leave the log to the
-    /// next owner's recovery, and mark the heap for it).
-    pub fn failed(&self) -> bool {
-        self.failed
     }
 
     /// Whether `payload` is to be freed by this transaction (then it may not be used).
