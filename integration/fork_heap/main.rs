@@ -18,6 +18,7 @@ mod harness;
 mod addresses;
 mod contention;
 mod create_race;
+mod detach;
 mod growth;
 mod mapping_mutants;
 mod wakeup;
@@ -58,6 +59,11 @@ fn main() -> ExitCode {
                 "open_while_creating_never_sees_a_half_made_file",
                 b(180),
                 create_race::create_vs_open,
+            ),
+            case(
+                "dropped_handle_frees_its_slot_while_a_fork_child_lives",
+                b(30),
+                detach::dropped_handle_frees_its_slot_while_a_fork_child_lives,
             ),
             case(
                 "no_lost_wakeup_with_a_30s_probe",

@@ -207,7 +207,7 @@ impl<'p, 'a> Editor<'p, 'a> {
 
     /// Which of the four counters (used bytes, used blocks, free bytes, free blocks) the
     /// state word at `at` is.
-    fn counter(at: u64) -> Option<usize> {
+    pub(super) fn counter(at: u64) -> Option<usize> {
         let first = super::st!(used_bytes);
         (first..first + 32)
             .contains(&at)

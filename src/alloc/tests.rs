@@ -324,3 +324,20 @@ fn an_operation_stores_each_counter_once_before_clearing_its_intent() {
     }
     assert_eq!(damage(&a), vec![]);
 }
+
+/// Exactly the four counter words of the state are counters, in state order; every other
+/// state word (including the words right after them) is stored as it is planned.
+#[test]
+fn only_the_four_counters_are_counters() {
+    use crate::format::{STATE_OFFSET, STATE_SIZE};
+    let counters = [
+        st!(used_bytes),
+        st!(used_blocks),
+        st!(free_bytes),
+        st!(free_blocks),
+    ];
+    for at in (STATE_OFFSET as u64..(STATE_OFFSET + STATE_SIZE) as u64).step_by(8) {
+        let want = counters.iter().position(|&c| c == at);
+        assert_eq!(Editor::counter(at), want, "state word {at:#x}");
+    }
+}
