@@ -341,3 +341,27 @@ fn only_the_four_counters_are_counters() {
         assert_eq!(Editor::counter(at), want, "state word {at:#x}");
     }
 }
+
+/// An aligned request whose free block's payload is already aligned takes the block where
+/// it is: no gap block is split off its front (and one is when the payload is not).
+#[test]
+fn an_aligned_request_at_an_aligned_payload_splits_no_gap() {
+    let buf = Buf::new(64 << 10);
+    let mut a = buf.arena();
+    // A 56-byte filler at the arena's start puts the free tail's payload on 64 bytes.
+    let filler = a.alloc(48, 8).unwrap();
+    assert_eq!(filler, HEADER_SIZE + BLOCK_HEADER);
+    let tail = HEADER_SIZE + 56;
+    assert!((tail + BLOCK_HEADER).is_multiple_of(64));
+    let p = a.alloc(24, 64).unwrap();
+    assert_eq!(
+        p,
+        tail + BLOCK_HEADER,
+        "a gap was split off an aligned payload"
+    );
+    // Not aligned to 128: the gap (at least a minimum block) is split off, and freed.
+    let q = a.alloc(24, 128).unwrap();
+    let gap = q - BLOCK_HEADER - (p + 24);
+    assert!(q.is_multiple_of(128) && gap >= MIN_BLOCK, "gap {gap}");
+    assert_eq!(damage(&a), vec![]);
+}
