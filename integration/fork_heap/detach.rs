@@ -36,3 +36,34 @@ pub fn dropped_handle_frees_its_slot_while_a_fork_child_lives() -> TestResult {
     ));
     Ok(())
 }
+
+/// The other side: a fork child that drops the handle it inherited must not free the
+/// parent's slot (the open file description, and so the OFD lock, is the parent's too):
+/// the parent still holds its slot, and the next attachment gets another one.
+pub fn fork_child_dropping_an_inherited_handle_keeps_the_parents_slot() -> TestResult {
+    let (_dir, path) = fresh_heap(1 << 20)?;
+    let h = Heap::open(&path).ctx("open")?;
+    let slot = h.owner().slot();
+    let inherited = &h;
+    let pid = fork_child(|| {
+        // SAFETY: this child never uses the original `h` again (it leaves with `_exit` right
+        // after), so the bitwise copy is the only value in its address space that is dropped.
+        let copy = unsafe { std::ptr::read(inherited) };
+        drop(copy);
+        0
+    })
+    .ctx("fork")?;
+    let e = reap(pid, deadline(10)).ctx("reap")?;
+    ensure!(e.ok(), "the child ended with {e:?}");
+    let next = Heap::open(&path).ctx("reopen")?;
+    let got = next.owner().slot();
+    ensure!(
+        got != slot,
+        "the fork child's drop freed the parent's slot {slot}: the next attachment got it"
+    );
+    drop(h);
+    note(format!(
+        "the parent kept slot {slot}; the next attachment got slot {got}"
+    ));
+    Ok(())
+}

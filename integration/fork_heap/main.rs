@@ -66,6 +66,11 @@ fn main() -> ExitCode {
                 detach::dropped_handle_frees_its_slot_while_a_fork_child_lives,
             ),
             case(
+                "fork_child_dropping_an_inherited_handle_keeps_the_parents_slot",
+                b(30),
+                detach::fork_child_dropping_an_inherited_handle_keeps_the_parents_slot,
+            ),
+            case(
                 "no_lost_wakeup_with_a_30s_probe",
                 b(60),
                 wakeup::no_lost_wakeup,
