@@ -226,12 +226,19 @@ pub fn run_op(path: &Path, image: &[u8], op: &str) -> Result<String, String> {
 /// 0, or 1 on a broken guarantee (a panic exits 101).
 pub fn child_main() -> ! {
     mapheap::mutant::init_from_env();
-    let image = std::fs::read(std::env::var(IMAGE_ENV).expect(IMAGE_ENV)).expect("image");
+    let image_path = std::path::PathBuf::from(std::env::var(IMAGE_ENV).expect(IMAGE_ENV));
+    let image = std::fs::read(&image_path).expect("image");
     let ops = std::env::var(OPS_ENV).expect(OPS_ENV);
     common::entry::guard_reservation();
-    let dir = common::tempdir();
+    // The copies go beside the image, in the parent's temporary directory, which the
+    // parent removes whatever becomes of this child (`process::exit` runs no destructor,
+    // and a killed child none at all).
     for (k, op) in ops.split(';').enumerate() {
-        match run_op(&dir.path().join(format!("op{k}.heap")), &image, op) {
+        match run_op(
+            &image_path.with_file_name(format!("op{k}.heap")),
+            &image,
+            op,
+        ) {
             Ok(what) => eprintln!("ok: {what}"),
             Err(v) => {
                 eprintln!("VIOLATION: {v}");

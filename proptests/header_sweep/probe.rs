@@ -164,8 +164,9 @@ pub fn child_main() -> ! {
     let image = std::fs::read(var(IMAGE_ENV)).expect("read the image");
     let list = std::fs::read_to_string(var(BYTES_ENV)).expect("read the byte list");
     let mut out = File::create(var(OUT_ENV)).expect("create the outcome file");
-    let dir = common::tempdir();
-    let path = dir.path().join("probe.heap");
+    // Beside the outcome file, in the parent's temporary directory, which the parent
+    // removes whatever becomes of this child (it leaves by `process::exit`, or is killed).
+    let path = var(OUT_ENV).with_extension("probe.heap");
     let heap = File::options()
         .read(true)
         .write(true)
