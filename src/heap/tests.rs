@@ -556,3 +556,50 @@ fn raw_lock_rounds_repair_after_an_owners_death() {
     );
     assert!(g.check().is_clean());
 }
+
+/// What a recovery reports of the transaction it found (`Recovery::undone`), field by
+/// field, for one of each kind of entry (an image, an allocation, a deferred free): rolled
+/// back when the owner died before the commit store, finished when it died just after.
+#[test]
+fn a_recovery_reports_what_it_did_to_the_transaction() {
+    use crate::fault::{arm_unwind, CrashPoint};
+    use crate::txn::Undone;
+    let _watchdog = crate::watchdog!(30);
+    for committed in [false, true] {
+        let (_d, path, heap) = fresh(1 << 20);
+        let (cell, doomed) = {
+            let mut g = heap.lock().unwrap();
+            (g.alloc(0u64).unwrap(), g.alloc(0u64).unwrap())
+        };
+        if committed {
+            arm_unwind(Some(CrashPoint::TxCommitted), 1);
+        }
+        let (heap, died) = super::tests_support::die_and_reopen(heap, &path, |heap| {
+            let mut g = heap.lock().unwrap();
+            g.write(cell, 7).unwrap();
+            g.alloc(1u64).unwrap();
+            g.free(doomed).unwrap();
+            if !committed {
+                // Dies holding the lock, before the commit store.
+                std::mem::forget(g);
+                std::panic::resume_unwind(Box::new(crate::fault::Crashed {
+                    point: None,
+                    store: 0,
+                }));
+            }
+        });
+        assert!(died);
+        let r = heap.recovered_at_open().expect("a recovery at open");
+        let want = Undone {
+            committed,
+            bytes_restored: if committed { 0 } else { 8 },
+            blocks_freed: u64::from(!committed),
+            frees_finished: u64::from(committed),
+            entries: 3,
+        };
+        assert_eq!(r.undone, Some(want), "committed: {committed}");
+        let g = heap.lock().unwrap();
+        assert_eq!(g.read(cell).unwrap(), if committed { 7 } else { 0 });
+        assert!(g.check().is_clean());
+    }
+}
