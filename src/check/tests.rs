@@ -305,8 +305,11 @@ fn a_first_level_bit_past_the_classes_is_reported_at_its_index() {
     }
 }
 
-/// A log extension must be a block of its own: the log's own block, or one listed twice,
-/// is refused, while the same block listed once is a sound extension.
+/// A log extension must be a block of its own, listed only while the log holds entries: the
+/// log's own block, or one listed twice, is refused, and so is any extension of an empty
+/// log (a corrupt-image case found this: `check` passed it, and the next allocation's
+/// transaction refused the log), while a used block listed once behind an entry is a sound
+/// extension.
 #[test]
 fn a_log_extension_listed_twice_or_naming_the_log_is_refused() {
     let _watchdog = crate::watchdog!(30);
@@ -315,17 +318,29 @@ fn a_log_extension_listed_twice_or_naming_the_log_is_refused() {
     let v = valid(&heap);
     let g = heap.lock().unwrap();
     let bad = Rule::Log(LogFault::BadExtension);
+    let listed = |ext: [u64; 2]| {
+        poke(&g, st!(log.ext), ext[0]);
+        poke(&g, st!(log.ext) + 8, ext[1]);
+        g.check().rules()
+    };
+    // An empty log: no extension at all.
+    assert!(
+        listed([v.c + 8, 0]).contains(&bad),
+        "an empty log's extension"
+    );
+    // One entry in the log (the allocation of a): one extension may follow.
+    log_entry(&g, &v, 2, v.a + 8, 16);
     for (ext, refused) in [
         ([v.c + 8, 0], false),
         ([v.c + 8, v.c + 8], true),
         ([v.log, 0], true),
         ([v.c + 8, v.log], true),
     ] {
-        poke(&g, st!(log.ext), ext[0]);
-        poke(&g, st!(log.ext) + 8, ext[1]);
-        let rules = g.check().rules();
+        let rules = listed(ext);
         assert_eq!(rules.contains(&bad), refused, "ext {ext:?}: {rules:?}");
+        assert!(refused || rules.is_empty(), "ext {ext:?}: {rules:?}");
     }
+    poke(&g, st!(log.len), 0);
     poke(&g, st!(log.ext), 0);
     poke(&g, st!(log.ext) + 8, 0);
     assert!(g.check().is_clean());

@@ -98,6 +98,11 @@ fn segments_in(a: &Arena<'_>, log: &LogState, dead_last: bool) -> Result<Vec<Seg
     if log.cap > usable || !log.cap.is_multiple_of(8) || log.cap < super::MIN_LOG {
         return bad(LogFault::BadCapacity);
     }
+    // An extension is listed only after the entry that fills the segment before it, and
+    // delisted before the length is cleared (undo.rs): an empty log lists none.
+    if log.len & LOG_LEN_MASK == 0 && log.ext.iter().any(|&x| x != 0) {
+        return bad(LogFault::BadExtension);
+    }
     let mut segs = vec![Segment {
         base: 0,
         at: log.block,
