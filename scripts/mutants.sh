@@ -106,9 +106,17 @@ for k in "${todo[@]}"; do
     rm -rf "$out"
     mkdir -p "$out"
     echo "$(date -Is) piece $k/$pieces ..." >&2
+    # The piece's temporary files in a directory of its own, removed after it: a mutant
+    # that makes a test hang or grow a heap without bound gets the test killed, and a
+    # killed test leaves its temporary directory behind (a full disk would then fail the
+    # next mutants' suites for a reason that is not theirs).
+    tmp=$PWD/target/mutants-tmp/$k
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
     rc=0
-    cargo mutants --in-place --sharding round-robin --shard "$k/$pieces" --baseline skip \
+    TMPDIR=$tmp cargo mutants --in-place --sharding round-robin --shard "$k/$pieces" --baseline skip \
         --timeout "$timeout" --output "$out" >"$out/console.txt" 2>&1 || rc=$?
+    rm -rf "$tmp"
     # 0: all caught, 2: some missed, 3: some timed out; anything else did not finish.
     case $rc in 0 | 2 | 3) ;; *)
         echo "piece $k stopped (cargo mutants exit $rc): see $tree/$out/console.txt" >&2
