@@ -352,7 +352,9 @@ pub(super) fn corrupt(img: &Image, cs: &[Corruption]) -> Vec<u8> {
                         let (o, size) = img.blocks[b.index(img.blocks.len())];
                         o + 16 + size * u64::from(f) / 256
                     }
-                    Len::Anywhere(i) => i.index(len as usize) as u64,
+                    // An earlier truncation may have left nothing (`index` of 0 panics).
+                    Len::Anywhere(i) if len > 0 => i.index(len as usize) as u64,
+                    Len::Anywhere(_) => 0,
                 };
                 bytes.truncate(to.min(len) as usize);
             }
