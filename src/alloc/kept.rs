@@ -12,7 +12,7 @@
 
 use std::cell::Cell;
 
-use super::edit::{Editor, Plan};
+use super::edit::Plan;
 use super::{Arena, Result};
 use crate::mutant::{active, Mutant};
 
@@ -111,14 +111,7 @@ impl Arena<'_> {
     /// [`Arena::check_free`], keeping the plan in `kept` if the free could be planned.
     pub fn check_free_keeping(&mut self, payload: u64, kept: &mut KeptFree) -> Result<()> {
         kept.payload = 0;
-        let r = {
-            let mut e = Editor::noting(self, &mut kept.plan, &kept.reads);
-            e.plan_free(payload)
-        };
-        if r.is_err() && active(Mutant::WriteBeforeCheck) {
-            // As in `check_free`: the seeded bug writes what it planned.
-            self.apply(&kept.plan);
-        }
+        let r = self.check_free_into(payload, &mut kept.plan, Some(&kept.reads));
         if r.is_ok() {
             kept.payload = payload;
         }

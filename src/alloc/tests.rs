@@ -285,12 +285,8 @@ fn damage(a: &Arena<'_>) -> Vec<crate::check::Violation> {
 /// an allocation that splits, and a free that merges with its free predecessor.
 #[test]
 fn an_operation_stores_each_counter_once_before_clearing_its_intent() {
-    let buf = Buf::new(64 << 10);
+    let (buf, _, y) = two_blocks_and_x_freed();
     let mut a = buf.arena();
-    let x = a.alloc(100, 8).unwrap();
-    let y = a.alloc(100, 8).unwrap();
-    a.alloc(100, 8).unwrap();
-    a.free(x).unwrap();
     let counters = st!(used_bytes)..st!(used_bytes) + 32;
     for name in ["alloc", "free"] {
         let mut plan = Plan::new();

@@ -105,10 +105,7 @@ impl Tx {
         // log's own block, if the descriptor is still the one checked last.
         let one = match self.segs[..] {
             [only] => Some(only),
-            [] => self.seg0.filter(|s| {
-                let log = &a.state().log;
-                s.at == log.block && s.cap == log.cap && log.ext[0] == 0
-            }),
+            [] => self.known_seg0(a),
             _ => None,
         };
         if let Some(seg) = one {
@@ -122,21 +119,25 @@ impl Tx {
         self.room_slow(a, size)
     }
 
+    /// The log's own block as last checked (`segments`), if the descriptor still says what
+    /// it said then. Outside a transaction no extension is listed.
+    #[inline]
+    fn known_seg0(&self, a: &Arena<'_>) -> Option<Segment> {
+        let log = &a.state().log;
+        self.seg0
+            .filter(|s| s.at == log.block && s.cap == log.cap && log.ext[0] == 0)
+    }
+
     /// [`Tx::room`] when the entry does not fit the one segment known, or none is known.
     #[inline(never)]
     fn room_slow(&mut self, a: &mut Arena<'_>, size: u64) -> Result<u64, TxnError> {
         if self.segs.is_empty() {
             // The descriptor is file data: checked before the first entry goes where it
-            // says (D1), and again whenever it is not what was checked last. Outside a
-            // transaction no extension is listed.
-            let log = &a.state().log;
-            let known = self
-                .seg0
-                .filter(|s| s.at == log.block && s.cap == log.cap && log.ext[0] == 0);
-            let seg0 = match known {
+            // says (D1), and again whenever it is not what was checked last.
+            let seg0 = match self.known_seg0(a) {
                 Some(s) => s,
                 None => {
-                    let segs = super::entry::segments(a, log)?;
+                    let segs = super::entry::segments(a, &a.state().log)?;
                     if segs.len() != 1 {
                         return Err(TxnError::BadLog {
                             pos: 0,
