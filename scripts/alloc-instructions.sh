@@ -109,17 +109,8 @@ fn main() {
 EOF
     (cd "$dir" && cargo build --release -q)
 done
-printf '%-8s %12s %12s %8s\n' figure ref tree tree/ref
-for m in mixed pair; do
-    for side in ref tree; do
-        bin=target/alloc-instructions/$side/target/release/alloc-instructions-$side
-        n=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect="*${m}_round*" \
-            "$bin" "$m" "$ITERS" 2>&1 | awk '/refs:/ { gsub(",", "", $NF); print $NF }')
-        eval "$side=$n"
-    done
-    awk -v m="$m" -v a="$ref" -v b="$tree" -v n="$ITERS" \
-        'BEGIN { printf "%-8s %12.0f %12.0f %8.2f   instructions per operation\n", m, a / n, b / n, b / a }'
-done
+. "$root/scripts/instructions-table.sh"
+instructions_table alloc-instructions ref tree "$ITERS" mixed pair
 if [ -n "${TIME:-}" ]; then
     for m in mixed pair; do
         for side in ref tree; do

@@ -112,14 +112,5 @@ fn main() {
 EOF
     (cd "$dir" && cargo build --release -q)
 done
-printf '%-8s %12s %12s %8s\n' figure v1 v2 v2/v1
-for m in empty write link; do
-    for side in v1 v2; do
-        bin=target/txn-instructions/$side/target/release/txn-instructions-$side
-        n=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect="*${m}_round*" \
-            "$bin" "$m" "$ITERS" 2>&1 | awk '/refs:/ { gsub(",", "", $NF); print $NF }')
-        eval "$side=$n"
-    done
-    awk -v m="$m" -v a="$v1" -v b="$v2" -v n="$ITERS" \
-        'BEGIN { printf "%-8s %12.0f %12.0f %8.2f   instructions per operation\n", m, a / n, b / n, b / a }'
-done
+. "$root/scripts/instructions-table.sh"
+instructions_table txn-instructions v1 v2 "$ITERS" empty write link
