@@ -57,6 +57,9 @@ pub enum Mutant {
     SplitTailMisplaced,
     /// Removing the last block of a free list leaves the list's bitmap bit set.
     KeepEmptyListBit,
+    /// A list that an operation fills from empty gets no bitmap bit (the deferred bitmap
+    /// step, `Editor::flush_lists`, skips the filling side).
+    FillWithoutListBit,
     /// `free` does not write the free block's footer.
     NoFooter,
     /// `alloc` does not count the block it hands out.
@@ -146,6 +149,7 @@ impl Mutant {
         Mutant::SlotKeepsIncarnation,
         Mutant::SplitTailMisplaced,
         Mutant::KeepEmptyListBit,
+        Mutant::FillWithoutListBit,
         Mutant::NoFooter,
         Mutant::CounterDrift,
         Mutant::CreateInPlace,

@@ -13,12 +13,16 @@ use super::{corrupt, Arena, Result};
 use crate::fault::CrashPoint;
 use crate::format::block::{self, Header};
 use crate::format::{HEADER_SIZE, STATE_OFFSET, STATE_SIZE};
+use crate::mutant::{active, Mutant};
 
 /// The most stores one operation plans (an aligned allocation that splits twice and logs
 /// itself plans about 40).
 const MAX_STORES: usize = 64;
 /// The most named crash points one plan carries.
 const MAX_MARKS: usize = 4;
+/// The most lists one operation changes the head of (a free that merges both neighbours
+/// and relinks: three unlinks and a link).
+const MAX_LISTS: usize = 8;
 
 /// Stores planned over an arena, not yet made (into a [`Plan`] the caller owns, so that
 /// the kilobyte of it is never moved).
@@ -34,9 +38,28 @@ pub struct Editor<'p, 'a> {
     /// set a death leaves them to the repair, which rebuilds them, so where they fall
     /// among the operation's stores does not matter as long as it is before the clear.
     deltas: [u64; 4],
+    /// The lists whose head this plan changed (`State::heads` indices, `nl` of them): their
+    /// bitmap bits are planned once, from the heads the plan leaves, by
+    /// [`Editor::flush_lists`] (so a list emptied and refilled by one operation, as the
+    /// split of a block that stays in its class does, changes no bitmap at all). Like the
+    /// counters, the bitmaps are rebuilt from the chain by the repair of any death while
+    /// the intent record is set, so where their stores fall before the clear is free.
+    lists: [Touched; MAX_LISTS],
+    nl: usize,
     /// Where the words read from the file are noted, for a plan kept to be made later
     /// ([`super::kept`]); `None` for a plan made at once.
     reads: Option<&'p super::kept::ReadSet>,
+}
+
+/// A list whose head a plan changed.
+#[derive(Clone, Copy, Default)]
+struct Touched {
+    /// Its index in `State::heads`.
+    idx: u16,
+    /// Whether its head in the file is 0 (so its bit is clear in a sound heap).
+    was_empty: bool,
+    /// Whether the head the plan leaves is 0.
+    empty: bool,
 }
 
 /// A finished plan: the stores, in order, and the named crash points between them.
@@ -86,6 +109,8 @@ impl<'p, 'a> Editor<'p, 'a> {
             plan,
             limit: arena.map_len(),
             deltas: [0; 4],
+            lists: [Touched::default(); MAX_LISTS],
+            nl: 0,
             reads: None,
         }
     }
@@ -205,6 +230,84 @@ impl<'p, 'a> Editor<'p, 'a> {
         self.push(at, value)
     }
 
+    /// Plans a store to a list's head word, in place of an earlier store to the same head
+    /// in this plan if there is one: heads, like the bitmaps, are rebuilt from the chain by
+    /// the repair of any death while the intent record is set, so only their final values
+    /// matter, and an unlink and a link of one list make one store, not two.
+    pub(super) fn set_head(&mut self, idx: usize, value: u64) -> Result<()> {
+        let at = super::st!(heads) + 8 * idx as u64;
+        let t = match self.lists[..self.nl]
+            .iter()
+            .position(|t| t.idx as usize == idx)
+        {
+            Some(k) => {
+                // Planned before: overwrite that store.
+                if let Some(s) = self
+                    .plan
+                    .stores_mut()
+                    .iter_mut()
+                    .rev()
+                    .find(|(a, _)| *a == at)
+                {
+                    s.1 = value;
+                } else {
+                    self.push(at, value)?;
+                }
+                k
+            }
+            None => {
+                if self.nl == MAX_LISTS {
+                    return corrupt(at, "operation changes too many lists");
+                }
+                let was_empty = self.file_word(at) == 0;
+                self.lists[self.nl] = Touched {
+                    idx: idx as u16,
+                    was_empty,
+                    empty: was_empty,
+                };
+                self.nl += 1;
+                self.push(at, value)?;
+                self.nl - 1
+            }
+        };
+        self.lists[t].empty = value == 0;
+        Ok(())
+    }
+
+    /// Plans the bitmap bits of every list this plan emptied or filled: a list's bit is
+    /// set exactly when its head is not 0, a class's first-level bit exactly when one of
+    /// its lists' bits is (A5). A list that was not empty and is not now (or was empty and
+    /// is again) keeps its bits, so the common operation plans no bitmap store.
+    pub(super) fn flush_lists(&mut self) -> Result<()> {
+        for k in 0..self.nl {
+            let t = self.lists[k];
+            if t.was_empty == t.empty
+                || (t.empty && active(Mutant::KeepEmptyListBit))
+                || (!t.empty && active(Mutant::FillWithoutListBit))
+            {
+                continue;
+            }
+            let idx = t.idx as usize;
+            let (fl, sl) = (idx / crate::format::SL_COUNT, idx % crate::format::SL_COUNT);
+            let (at, shift) = super::lists::sl_word(fl);
+            let w = self.st(at);
+            let bit = 1u64 << (shift + sl as u32);
+            let nw = if t.empty { w & !bit } else { w | bit };
+            self.set_st(at, nw)?;
+            let fl_map = self.st(super::st!(fl_bitmap));
+            let nf = if (nw >> shift) & 0xffff_ffff != 0 {
+                fl_map | 1 << fl
+            } else {
+                fl_map & !(1 << fl)
+            };
+            if nf != fl_map {
+                self.set_st(super::st!(fl_bitmap), nf)?;
+            }
+        }
+        self.nl = 0;
+        Ok(())
+    }
+
     /// Which of the four counters (used bytes, used blocks, free bytes, free blocks) the
     /// state word at `at` is.
     pub(super) fn counter(at: u64) -> Option<usize> {
@@ -244,9 +347,9 @@ impl<'p, 'a> Editor<'p, 'a> {
         Ok(())
     }
 
-    /// Whether every counter change has been planned.
+    /// Whether every counter and list bitmap change has been planned.
     pub(super) fn counters_flushed(&self) -> bool {
-        self.deltas == [0; 4]
+        self.deltas == [0; 4] && self.nl == 0
     }
 
     /// The capacity as the plan leaves it.
@@ -287,6 +390,11 @@ fn is_state_word(at: u64) -> bool {
 }
 
 impl Plan {
+    fn stores_mut(&mut self) -> &mut [(u64, u64)] {
+        // SAFETY: as in `stores`; `&mut self` makes the slice the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.stores.as_mut_ptr().cast(), self.n) }
+    }
+
     fn stores(&self) -> &[(u64, u64)] {
         // SAFETY: `stores[..n]` were each written by `push` before `n` was raised past
         // them, and MaybeUninit<T> has T's layout.
@@ -318,14 +426,14 @@ impl Arena<'_> {
         let mut plan = Plan::new();
         let r = {
             let mut e = Editor::new(self, &mut plan);
-            let r = f(&mut e);
+            let r = f(&mut e).and_then(|r| e.flush_lists().map(|()| r));
             debug_assert!(
                 r.is_err() || e.counters_flushed(),
                 "counters changed, never stored"
             );
             r
         };
-        if r.is_ok() || crate::mutant::active(crate::mutant::Mutant::WriteBeforeCheck) {
+        if r.is_ok() || active(Mutant::WriteBeforeCheck) {
             // (The mutant writes what it planned before the check that failed.)
             self.apply(&plan);
         }

@@ -20,7 +20,7 @@ fn head_at(idx: usize) -> u64 {
 
 /// The state word holding the second-level bitmap of class `fl`, and the bit shift of
 /// that class inside it (two u32 bitmaps per 8-byte word, little-endian).
-fn sl_word(fl: usize) -> (u64, u32) {
+pub(super) fn sl_word(fl: usize) -> (u64, u32) {
     (st!(sl_bitmap) + 8 * (fl as u64 / 2), 32 * (fl as u32 % 2))
 }
 
@@ -36,23 +36,6 @@ impl Editor<'_, '_> {
             return corrupt(b, "free block size out of range");
         }
         Ok(list_index(fl, sl))
-    }
-
-    fn set_list_bit(&mut self, fl: usize, sl: usize, on: bool) -> Result<()> {
-        let (at, shift) = sl_word(fl);
-        let w = self.st(at);
-        let bit = 1u64 << (shift + sl as u32);
-        let w = if on { w | bit } else { w & !bit };
-        self.set_st(at, w)?;
-        let class_empty = (w >> shift) & 0xffff_ffff == 0;
-        let fl_map = self.st(st!(fl_bitmap));
-        if on {
-            self.set_st(st!(fl_bitmap), fl_map | 1 << fl)
-        } else if class_empty {
-            self.set_st(st!(fl_bitmap), fl_map & !(1 << fl))
-        } else {
-            Ok(())
-        }
     }
 
     /// Plans putting the free block `b` of `size` bytes at the head of its list.
@@ -71,11 +54,7 @@ impl Editor<'_, '_> {
             // the result.
             self.put(head.wrapping_add(16), b)?;
         }
-        self.set_st(head_at(idx), b)?;
-        if self.st(sl_word(fl).0) >> (sl_word(fl).1 + sl as u32) & 1 == 0 {
-            self.set_list_bit(fl, sl, true)?;
-        }
-        Ok(())
+        self.set_head(idx, b)
     }
 
     /// Plans taking the free block `b` of `size` bytes out of its list.
@@ -97,10 +76,7 @@ impl Editor<'_, '_> {
         if prev != 0 {
             self.put(prev.wrapping_add(8), next)?;
         } else {
-            self.set_st(head_at(idx), next)?;
-            if next == 0 && !active(Mutant::KeepEmptyListBit) {
-                self.set_list_bit(fl, sl, false)?;
-            }
+            self.set_head(idx, next)?;
         }
         if next != 0 {
             self.put(next.wrapping_add(16), prev)?;

@@ -140,6 +140,7 @@ impl<'a> Arena<'a> {
     }
 
     /// The allocator state, for reading. Every change goes through [`Arena::store`].
+    #[inline]
     pub fn state(&self) -> &State {
         // SAFETY: in bounds and aligned (STATE_OFFSET + size_of::<State>() <= HEADER_SIZE <=
         // map_len by `new`'s contract, base page-aligned); under the lock no other process
@@ -158,12 +159,14 @@ impl<'a> Arena<'a> {
     }
 
     /// Where the sentinel must be.
+    #[inline]
     pub fn sentinel(&self) -> u64 {
         self.state().capacity.wrapping_sub(BLOCK_HEADER)
     }
 
     /// Whether `[at, at + 8)` is a word the allocator may touch when the capacity is
     /// `capacity`: a state word, or an arena word below the capacity and the mapping.
+    #[inline]
     fn in_bounds(&self, at: u64, capacity: u64) -> bool {
         let state = STATE_OFFSET as u64..(STATE_OFFSET + STATE_SIZE) as u64;
         at.is_multiple_of(8)
@@ -174,6 +177,7 @@ impl<'a> Arena<'a> {
                         .is_some_and(|e| e <= capacity.min(self.map_len))))
     }
 
+    #[inline]
     fn cell_unchecked(&self, at: u64) -> &AtomicU64 {
         debug_assert!(at.is_multiple_of(8) && at + 8 <= self.map_len);
         // SAFETY: callers checked `in_bounds` (8-aligned, inside the mapping, which `new`'s
@@ -182,6 +186,7 @@ impl<'a> Arena<'a> {
         unsafe { AtomicU64::from_ptr(self.base.add(at as usize).cast()) }
     }
 
+    #[inline]
     fn cell(&self, at: u64) -> Result<&AtomicU64> {
         if !self.in_bounds(at, self.state().capacity) {
             return corrupt(at, "word outside the arena");
@@ -190,6 +195,7 @@ impl<'a> Arena<'a> {
     }
 
     /// Reads the arena word at `at` (bounds- and alignment-checked).
+    #[inline]
     pub fn word(&self, at: u64) -> Result<u64> {
         if at < HEADER_SIZE {
             return corrupt(at, "word outside the arena");
@@ -218,6 +224,7 @@ impl<'a> Arena<'a> {
     }
 
     /// The header at `offset`, if its tag matches.
+    #[inline]
     pub fn header(&self, offset: u64) -> Result<Header> {
         let w = self.word(offset)?;
         block::decode(offset, w).ok_or(AllocError::Corrupt {

@@ -24,6 +24,7 @@ impl Editor<'_, '_> {
     /// Plans clearing the intent record, after the counters' changes (which must land
     /// while the record is still set).
     pub fn clear_intent(&mut self) -> Result<()> {
+        self.flush_lists()?;
         self.flush_counters()?;
         self.set_st(st!(intent.op), INTENT_NONE)
     }
@@ -198,6 +199,7 @@ impl Editor<'_, '_> {
 
 /// The allocated block whose payload starts at `payload`, given where the sentinel is and
 /// how to read a header: the one rule of G2 and of `free`'s argument check.
+#[inline]
 fn used_block(
     payload: u64,
     sentinel: u64,
@@ -243,11 +245,13 @@ impl Arena<'_> {
     }
 
     /// The block whose payload starts at `payload`, if it is allocated.
+    #[inline]
     pub fn used_block(&self, payload: u64) -> Result<Block> {
         used_block(payload, self.sentinel(), |o| self.header(o))
     }
 
     /// Usable payload bytes of the allocated block at `payload`.
+    #[inline]
     pub fn usable_size(&self, payload: u64) -> Result<u64> {
         Ok(self.used_block(payload)?.header.size - BLOCK_HEADER)
     }

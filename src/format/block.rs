@@ -26,6 +26,7 @@ const FLAGS: u64 = 7;
 const SIZE_MASK: u64 = ((1 << 48) - 1) & !FLAGS;
 
 /// The tag of a block at `offset` of `size` bytes.
+#[inline]
 pub fn tag(offset: u64, size: u64) -> u64 {
     let x = (offset ^ size.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (x ^ (x >> 31)) >> 48
@@ -59,6 +60,7 @@ impl Header {
 }
 
 /// Decodes the word found at `offset`; `None` if the tag or reserved bit is wrong.
+#[inline]
 pub fn decode(offset: u64, word: u64) -> Option<Header> {
     let size = word & SIZE_MASK;
     let tag_ok = word >> 48 == tag(offset, size)

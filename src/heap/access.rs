@@ -23,47 +23,50 @@ impl HeapGuard<'_> {
         self.local.map.base()
     }
 
+    /// The address of `[raw, raw + size)` if `raw` is the payload of an allocated block
+    /// that holds `size` bytes (G2). The checks are all compares on the one header word
+    /// and the state; only a refusal builds its message (`refusal`, cold), so the common
+    /// resolution is inlined into `get`/`get_mut` and costs no error plumbing.
+    #[inline(always)]
     fn resolve(&self, raw: u64, size: u64, align: u64, ty: &'static str) -> Result<*mut u8> {
-        let bad = |why: String| Error::BadOffset {
-            offset: raw,
-            ty,
-            why,
-        };
-        if raw == 0 {
-            return Err(bad("null".into()));
-        }
         // `align` is `align_of::<T>()` or 1: a power of two, so a mask (no division).
-        if raw & (align - 1) != 0 {
-            return Err(bad(format!("not aligned to {align}")));
-        }
-        let a = self.arena();
-        if raw == a.state().log.block {
-            return Err(bad("it is the heap's undo log".into()));
-        }
-        if self.local.tx.is_freed(raw) {
-            return Err(bad("this transaction frees it".into()));
-        }
-        let usable = a.usable_size(raw).map_err(|e| {
-            bad(match e {
-                AllocError::DoubleFree { .. } => "the block is free".into(),
-                other => other.to_string(),
-            })
-        })?;
-        let slack = if active(Mutant::BoundsOffByOne) { 8 } else { 0 };
-        if size > usable + slack {
-            return Err(bad(format!("{size} bytes do not fit the block's {usable}")));
-        }
-        if raw.saturating_add(size) > self.local.map.len() {
-            // Unreachable while capacity <= mapping length (`refresh`); kept so that no
-            // state of the file can make a resolution read outside the mapping.
-            return Err(bad("beyond this process's mapping".into()));
-        }
-        debug_assert!(raw >= HEADER_SIZE);
-        // SAFETY: usable_size proved [raw, raw + usable) is a payload inside the arena, and
-        // [raw, raw + size) lies inside the mapping (checked just above).
-        Ok(unsafe { self.base().add(raw as usize) })
+        let why = if raw == 0 {
+            Refusal::Null
+        } else if raw & (align - 1) != 0 {
+            Refusal::Misaligned(align)
+        } else {
+            let a = self.arena();
+            if raw == a.state().log.block {
+                Refusal::Log
+            } else if self.local.tx.is_freed(raw) {
+                Refusal::Freed
+            } else {
+                match a.usable_size(raw) {
+                    Err(e) => Refusal::Block(e),
+                    Ok(usable) => {
+                        let slack = if active(Mutant::BoundsOffByOne) { 8 } else { 0 };
+                        if size > usable + slack {
+                            Refusal::TooBig(size, usable)
+                        } else if raw.saturating_add(size) > self.local.map.len() {
+                            // Unreachable while capacity <= mapping length (`refresh`);
+                            // kept so that no state of the file can make a resolution
+                            // read outside the mapping.
+                            Refusal::Beyond
+                        } else {
+                            debug_assert!(raw >= HEADER_SIZE);
+                            // SAFETY: usable_size proved [raw, raw + usable) is a payload
+                            // inside the arena, and [raw, raw + size) lies inside the
+                            // mapping (checked just above).
+                            return Ok(unsafe { self.base().add(raw as usize) });
+                        }
+                    }
+                }
+            }
+        };
+        Err(refusal(raw, ty, why))
     }
 
+    #[inline(always)]
     fn resolve_as<T>(&self, off: Offset<T>) -> Result<*mut T> {
         let p = self.resolve(
             off.raw(),
@@ -142,4 +145,32 @@ impl HeapGuard<'_> {
         // SAFETY: as in `get_mut`, for `len` bytes.
         Ok(unsafe { std::slice::from_raw_parts_mut(p, len as usize) })
     }
+}
+
+/// Why an offset did not resolve.
+enum Refusal {
+    Null,
+    Misaligned(u64),
+    Log,
+    Freed,
+    Block(AllocError),
+    TooBig(u64, u64),
+    Beyond,
+}
+
+/// The error of a refused resolution (out of line: only a refusal pays for its message).
+#[cold]
+#[inline(never)]
+fn refusal(offset: u64, ty: &'static str, why: Refusal) -> Error {
+    let why = match why {
+        Refusal::Null => "null".into(),
+        Refusal::Misaligned(align) => format!("not aligned to {align}"),
+        Refusal::Log => "it is the heap's undo log".into(),
+        Refusal::Freed => "this transaction frees it".into(),
+        Refusal::Block(AllocError::DoubleFree { .. }) => "the block is free".into(),
+        Refusal::Block(other) => other.to_string(),
+        Refusal::TooBig(size, usable) => format!("{size} bytes do not fit the block's {usable}"),
+        Refusal::Beyond => "beyond this process's mapping".into(),
+    };
+    Error::BadOffset { offset, ty, why }
 }

@@ -59,6 +59,13 @@ fn mutant_keep_empty_list_bit_is_caught_by_check_bitmap() {
 }
 
 #[test]
+fn mutant_fill_without_list_bit_is_caught_by_check_bitmap() {
+    caught(Mutant::FillWithoutListBit, |v| {
+        matches!(v, Violation::SlBit { .. } | Violation::FlBit { .. })
+    });
+}
+
+#[test]
 fn mutant_no_footer_is_caught_by_check_footer() {
     caught(Mutant::NoFooter, |v| matches!(v, Violation::Footer { .. }));
 }
