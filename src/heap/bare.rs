@@ -19,7 +19,8 @@ use crate::txn;
 
 /// Lays out a new heap in the `len` bytes at `base`: the identity (page size `page`,
 /// creation time `created_ns`), the state (capacity `len`, generation 1), an empty arena,
-/// and the undo log's block of `log_cap` bytes (the caller rounded and checked it).
+/// and the undo log's block of `log_cap` bytes (the caller rounded it to 8 and checked it
+/// is at least `txn::MIN_LOG`).
 /// Fails with [`Error::BadSize`] (its `size` is `len`) when the arena cannot hold the log.
 ///
 /// # Safety
@@ -51,12 +52,13 @@ pub unsafe fn format_in(
     // SAFETY: as above; nobody else touches the bytes while the arena lives.
     let mut arena = unsafe { Arena::new(base, len, page) };
     arena.format()?;
-    let block = arena
-        .alloc(txn::log_block_payload(log_cap), 8)
-        .map_err(|_| Error::BadSize {
-            size: len,
-            why: "too small for the heap's undo log (see CreateOptions::log_capacity)",
-        })?;
+    // The log's block holds exactly its capacity (at least MIN_LOG, which the options'
+    // check refused below; far above the smallest payload).
+    debug_assert!(log_cap >= txn::MIN_LOG);
+    let block = arena.alloc(log_cap, 8).map_err(|_| Error::BadSize {
+        size: len,
+        why: "too small for the heap's undo log (see CreateOptions::log_capacity)",
+    })?;
     arena.store_state(st!(log.block), block)?;
     arena.store_state(st!(log.cap), log_cap)?;
     Ok(())

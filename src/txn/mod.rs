@@ -50,8 +50,8 @@ pub use recover::{check_images, entries_to_check, pending, recover, Undone};
 pub use tx::Tx;
 pub use undo::{commit, rollback, Undo};
 
+use crate::format::HEADER_SIZE;
 pub use crate::format::{LogState, LOG_COMMITTED, LOG_LEN_MASK};
-use crate::format::{BLOCK_HEADER, HEADER_SIZE, MIN_BLOCK};
 
 /// Errors of the transaction layer.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -97,8 +97,3 @@ pub fn default_log_capacity(size: u64) -> u64 {
 pub const MIN_LOG: u64 = 256;
 /// The largest log the default gives.
 pub const DEFAULT_MAX_LOG: u64 = 1 << 20;
-
-/// The payload bytes a block needs to hold a log of `cap` bytes.
-pub fn log_block_payload(cap: u64) -> u64 {
-    cap.max(MIN_BLOCK - BLOCK_HEADER)
-}
