@@ -361,3 +361,25 @@ fn an_aligned_request_at_an_aligned_payload_splits_no_gap() {
     assert!(q.is_multiple_of(128) && gap >= MIN_BLOCK, "gap {gap}");
     assert_eq!(damage(&a), vec![]);
 }
+
+/// A gap of exactly the smallest block in front of an aligned payload is split off as it
+/// is: the search for an aligned payload stops at the first gap that can be a block, not
+/// one alignment step later.
+#[test]
+fn an_aligned_request_splits_a_gap_of_exactly_the_smallest_block() {
+    let buf = Buf::new(64 << 10);
+    let mut a = buf.arena();
+    // An 88-byte filler puts the free tail at 24 mod 64, so its first 64-aligned payload
+    // lies MIN_BLOCK bytes past the tail's own.
+    let filler = a.alloc(80, 8).unwrap();
+    assert_eq!(filler, HEADER_SIZE + BLOCK_HEADER);
+    let tail = HEADER_SIZE + 88;
+    assert_eq!((tail + BLOCK_HEADER + MIN_BLOCK) % 64, 0);
+    let p = a.alloc(24, 64).unwrap();
+    assert_eq!(
+        p,
+        tail + MIN_BLOCK + BLOCK_HEADER,
+        "the gap in front of the aligned payload is not the smallest block"
+    );
+    assert_eq!(damage(&a), vec![]);
+}
