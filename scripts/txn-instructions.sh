@@ -7,6 +7,8 @@
 #   write   a guard that adds 1 to a u64 that existed before it (logged in version 2)
 #   link    a guard that allocates a 24-byte node and links it after a list head (two
 #           logged writes of 24 bytes in version 2)
+#   fresh   inside one guard, adds 1 to a u64 in a block that guard allocated (no image:
+#           what version 2 adds to it is the lookup that says so)
 #
 #   scripts/txn-instructions.sh        # ITERS=20000
 #
@@ -67,6 +69,12 @@ fn write_round(heap: &Heap, cell: Offset<u64>, n: u64) {
 }
 
 #[inline(never)]
+fn fresh_round(g: &mut mapheap::HeapGuard<'_>, cell: Offset<u64>, n: u64) {
+    for _ in 0..n {
+        *g.get_mut(std::hint::black_box(cell)).unwrap() += 1;
+    }
+}
+#[inline(never)]
 fn link_round(heap: &Heap, head: Offset<Node>, n: u64) {
     for _ in 0..n {
         let mut g = heap.lock().unwrap();
@@ -96,6 +104,12 @@ fn main() {
             write_round(&heap, cell, n);
             assert_eq!(heap.lock().unwrap().read(cell).unwrap(), n);
         }
+        "fresh" => {
+            let mut g = heap.lock().unwrap();
+            let cell = g.alloc(0u64).unwrap();
+            fresh_round(&mut g, cell, n);
+            assert_eq!(g.read(cell).unwrap(), n);
+        }
         "link" => {
             link_round(&heap, head, n);
             let g = heap.lock().unwrap();
@@ -113,4 +127,4 @@ EOF
     (cd "$dir" && cargo build --release -q)
 done
 . "$root/scripts/instructions-table.sh"
-instructions_table txn-instructions v1 v2 "$ITERS" empty write link
+instructions_table txn-instructions v1 v2 "$ITERS" empty write link fresh

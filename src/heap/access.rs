@@ -78,13 +78,20 @@ impl HeapGuard<'_> {
     }
 
     /// Saves what a write to `[payload, payload + n)` would overwrite, unless this
-    /// transaction saved it already or allocated the block.
-    #[inline]
+    /// transaction saved it already or allocated the block: that lookup in the
+    /// transaction's mirror is all a write to a fresh block or to bytes imaged before pays,
+    /// inlined; the image itself is made out of line.
+    #[inline(always)]
     fn log_write(&mut self, payload: u64, n: u64) -> Result<()> {
         if self.local.tx.saved_already(payload, n) {
-            // A fresh block or bytes imaged before: the common write costs one lookup.
             return Ok(());
         }
+        self.log_image(payload, n)
+    }
+
+    /// [`HeapGuard::log_write`] when the bytes need a before-image.
+    #[inline(never)]
+    fn log_image(&mut self, payload: u64, n: u64) -> Result<()> {
         let (mut a, tx) = self.tx_parts();
         match tx.before_write(&mut a, payload, n) {
             Err(TxnError::LogFull { .. }) if active(Mutant::OverflowSkipsLog) => Ok(()),
