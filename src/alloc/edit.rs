@@ -175,6 +175,7 @@ impl<'p, 'a> Editor<'p, 'a> {
             .map(|&(_, v)| v)
     }
 
+    #[inline]
     fn check_arena(&self, at: u64) -> Result<()> {
         let end = self.plan.capacity.min(self.limit);
         if at < HEADER_SIZE || !at.is_multiple_of(8) || at.checked_add(8).is_none_or(|e| e > end) {
@@ -185,6 +186,7 @@ impl<'p, 'a> Editor<'p, 'a> {
 
     /// The arena word at `at` as the plan leaves it. Addresses read from the file are
     /// checked against the arena only: never a state word.
+    #[inline]
     pub fn load(&self, at: u64) -> Result<u64> {
         self.check_arena(at)?;
         Ok(match self.pending(at) {
@@ -197,11 +199,13 @@ impl<'p, 'a> Editor<'p, 'a> {
     }
 
     /// Plans a store to the arena word at `at`.
+    #[inline]
     pub fn put(&mut self, at: u64, value: u64) -> Result<()> {
         self.check_arena(at)?;
         self.push(at, value)
     }
 
+    #[inline]
     fn push(&mut self, at: u64, value: u64) -> Result<()> {
         if self.plan.n == MAX_STORES {
             return corrupt(at, "operation plans too many stores");
@@ -213,6 +217,7 @@ impl<'p, 'a> Editor<'p, 'a> {
     }
 
     /// The state word at file offset `at` (from `st!`) as the plan leaves it.
+    #[inline]
     pub fn st(&self, at: u64) -> u64 {
         debug_assert!(is_state_word(at), "{at:#x} is not a state word");
         match self.pending(at) {
@@ -222,6 +227,7 @@ impl<'p, 'a> Editor<'p, 'a> {
     }
 
     /// Plans a store to the state word at `at` (from `st!`).
+    #[inline]
     pub fn set_st(&mut self, at: u64, value: u64) -> Result<()> {
         debug_assert!(is_state_word(at), "{at:#x} is not a state word");
         if at == super::st!(capacity) {
@@ -318,6 +324,7 @@ impl<'p, 'a> Editor<'p, 'a> {
     }
 
     /// Adds `delta` (wrapping: counters come from the file) to a state counter.
+    #[inline]
     pub fn add_st(&mut self, at: u64, delta: u64) -> Result<()> {
         if let Some(i) = Self::counter(at) {
             self.deltas[i] = self.deltas[i].wrapping_add(delta);
@@ -328,6 +335,7 @@ impl<'p, 'a> Editor<'p, 'a> {
     }
 
     /// Subtracts `delta` (wrapping) from a state counter.
+    #[inline]
     pub fn sub_st(&mut self, at: u64, delta: u64) -> Result<()> {
         self.add_st(at, delta.wrapping_neg())
     }
@@ -353,16 +361,19 @@ impl<'p, 'a> Editor<'p, 'a> {
     }
 
     /// The capacity as the plan leaves it.
+    #[inline]
     pub fn capacity(&self) -> u64 {
         self.plan.capacity
     }
 
     /// Where the sentinel is, as the plan leaves it.
+    #[inline]
     pub fn sentinel(&self) -> u64 {
         self.plan.capacity.wrapping_sub(8)
     }
 
     /// The header at `at`, if its tag matches.
+    #[inline]
     pub fn header(&self, at: u64) -> Result<Header> {
         let w = self.load(at)?;
         block::decode(at, w).ok_or(super::AllocError::Corrupt {
@@ -372,6 +383,7 @@ impl<'p, 'a> Editor<'p, 'a> {
     }
 
     /// Plans a header store.
+    #[inline]
     pub fn set_header(&mut self, at: u64, size: u64, flags: u64) -> Result<()> {
         self.put(at, block::encode(at, size, flags))
     }
