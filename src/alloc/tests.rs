@@ -383,3 +383,36 @@ fn an_aligned_request_splits_a_gap_of_exactly_the_smallest_block() {
     );
     assert_eq!(damage(&a), vec![]);
 }
+
+/// The repair of a growth that reached its capacity store but not its commit refuses a
+/// span that no block could fill (below the smallest block), and finishes one of exactly
+/// the smallest block.
+#[test]
+fn an_interrupted_growth_below_the_smallest_block_is_refused() {
+    let old = 32 << 10;
+    for span in [8, 16, 24, MIN_BLOCK] {
+        let buf = Buf::with_capacity(64 << 10, old);
+        let mut a = buf.arena();
+        let s = old - BLOCK_HEADER;
+        a.store_state(st!(intent.block), s).unwrap();
+        a.store_state(st!(intent.op), crate::format::INTENT_GROW)
+            .unwrap();
+        a.store_state(st!(capacity), old + span).unwrap();
+        let plan = a.plan_repair();
+        if span < MIN_BLOCK {
+            assert_eq!(
+                plan.map(drop),
+                Err(AllocError::Corrupt {
+                    offset: s,
+                    what: "interrupted growth of an impossible size"
+                }),
+                "a span of {span} bytes"
+            );
+        } else {
+            // The growth is finished: the chain ends with a block of the whole span.
+            let plan = plan.expect("a span of the smallest block");
+            let last = plan.blocks().last().copied().expect("a chain");
+            assert_eq!((last.offset, last.header.size), (s, span));
+        }
+    }
+}
