@@ -71,3 +71,52 @@ fn recovery_refuses_a_before_image_that_runs_past_its_block() {
         }
     }
 }
+
+fn peek(path: &Path, at: u64) -> u64 {
+    let f = std::fs::File::open(path).unwrap();
+    let mut w = [0u8; 8];
+    f.read_exact_at(&mut w, at).unwrap();
+    u64::from_le_bytes(w)
+}
+
+/// A guard whose commit fails after its commit store (its deferred free meets a header
+/// corrupted since the free was checked) sets NEEDS_REPAIR before it unlocks, and keeps
+/// the rest of the flags word; once the header is mended, the next lock recovers: the
+/// committed free is finished and the heap is clean.
+#[test]
+fn a_commit_that_fails_half_way_sets_needs_repair() {
+    use crate::format::FLAG_NEEDS_REPAIR;
+    let _watchdog = crate::watchdog!(30);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.heap");
+    let (p, _log) = heap_with_a_block(&path);
+    // The block after p's (the second one heap_with_a_block made): its header.
+    let next = p + 64;
+    let heap = Heap::open(&path).unwrap();
+    let good = peek(&path, next);
+    {
+        let mut g = heap.lock().unwrap();
+        g.free(crate::offset::Offset::<u8>::from_raw(p)).unwrap();
+        // SAFETY: test-only: an aligned header word inside the mapping, written under the
+        // lock with no reference into the heap alive (what a stray write would do).
+        unsafe { ((g.base_address() + next as usize) as *mut u64).write(good ^ (1 << 60)) };
+        // Dropped: the commit store is made, then the free finds the header wrong.
+    }
+    let flags = peek(&path, st!(flags));
+    assert_eq!(
+        flags & FLAG_NEEDS_REPAIR,
+        FLAG_NEEDS_REPAIR,
+        "a failed commit left no repair request (flags {flags:#x})"
+    );
+    assert_eq!(flags & !FLAG_NEEDS_REPAIR, 0, "other flag bits were set");
+    poke(&path, next, good);
+    let g = heap.lock().unwrap();
+    let r = g.recovered().expect("the next lock recovers");
+    assert!(r.undone.as_ref().is_some_and(|u| u.committed), "{r:?}");
+    assert!(g.check().is_clean());
+    assert_eq!(
+        g.stats().used_blocks,
+        2,
+        "the free was finished: the log and one block"
+    );
+}
