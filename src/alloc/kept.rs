@@ -67,7 +67,7 @@ impl ReadSet {
 
     /// Whether the arena holds every noted word as it was read (and has the same capacity
     /// and mapping), so that a plan made from them is still the plan.
-    fn unchanged(&self, a: &Arena<'_>) -> bool {
+    pub(super) fn unchanged(&self, a: &Arena<'_>) -> bool {
         if self.full.get()
             || a.state().capacity != self.capacity.get()
             || a.map_len() != self.map_len.get()

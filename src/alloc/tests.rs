@@ -416,3 +416,88 @@ fn an_interrupted_growth_below_the_smallest_block_is_refused() {
         }
     }
 }
+
+/// A kept plan's read set vouches for its plan only while it holds every word the plan
+/// read, and the capacity and mapping are those it was made over: each condition alone.
+#[test]
+fn a_read_set_that_overflowed_or_whose_arena_changed_vouches_for_nothing() {
+    let buf = Buf::new(64 << 10);
+    let a = buf.arena();
+    let words = |r: &kept::ReadSet, n: u64| {
+        for i in 0..n {
+            let at = HEADER_SIZE + 8 * i;
+            r.note(at, a.word(at).unwrap());
+        }
+    };
+    let cap = a.state().capacity;
+    let r = kept::ReadSet::default();
+    r.start(cap, a.map_len());
+    words(&r, 64);
+    assert!(r.unchanged(&a), "64 words, all as they were read");
+    words(&r, 1);
+    assert!(
+        !r.unchanged(&a),
+        "a read set that overflowed vouched for its plan"
+    );
+    r.start(cap + 8, a.map_len());
+    words(&r, 4);
+    assert!(!r.unchanged(&a), "another capacity");
+    r.start(cap, a.map_len() + 4096);
+    words(&r, 4);
+    assert!(!r.unchanged(&a), "another mapping length");
+}
+
+/// Three free blocks of one class, separated by used ones: the list is x3 -> x2 -> x1
+/// (each free goes to the head). Returns the arena's buffer, the blocks' header offsets
+/// and their size.
+fn one_list_of_three() -> (Buf, [u64; 3], u64) {
+    let buf = Buf::new(64 << 10);
+    let mut a = buf.arena();
+    let mut xs = [0; 3];
+    for x in &mut xs {
+        *x = a.alloc(100, 8).unwrap() - BLOCK_HEADER;
+        a.alloc(100, 8).unwrap();
+    }
+    for x in xs {
+        a.free(x + BLOCK_HEADER).unwrap();
+    }
+    let size = a.header(xs[1]).unwrap().size;
+    drop(a);
+    (buf, xs, size)
+}
+
+/// An unlink refuses a list whose links do not point back on either side alone, with
+/// nothing written: the predecessor's `next`, or the successor's `prev`.
+#[test]
+fn unlink_refuses_a_broken_back_link_on_each_side_alone() {
+    for side in ["prev's next", "next's prev"] {
+        let (buf, [x1, x2, x3], size) = one_list_of_three();
+        let mut a = buf.arena();
+        assert_eq!(a.word(x2 + 16).unwrap(), x3, "x2's prev is x3");
+        assert_eq!(a.word(x2 + 8).unwrap(), x1, "x2's next is x1");
+        let at = if side == "prev's next" {
+            x3 + 8
+        } else {
+            x1 + 16
+        };
+        a.store(at, x2 + 64).unwrap();
+        let before: Vec<u64> = (HEADER_SIZE..HEADER_SIZE + 2048)
+            .step_by(8)
+            .map(|o| a.word(o).unwrap())
+            .collect();
+        let r = a.edit(|e| e.unlink(x2, size));
+        assert_eq!(
+            r,
+            Err(AllocError::Corrupt {
+                offset: x2,
+                what: "free-list links not symmetric"
+            }),
+            "{side} broken alone"
+        );
+        let after: Vec<u64> = (HEADER_SIZE..HEADER_SIZE + 2048)
+            .step_by(8)
+            .map(|o| a.word(o).unwrap())
+            .collect();
+        assert!(before == after, "{side}: the refused unlink wrote");
+    }
+}
