@@ -501,3 +501,57 @@ fn unlink_refuses_a_broken_back_link_on_each_side_alone() {
         assert!(before == after, "{side}: the refused unlink wrote");
     }
 }
+
+/// An allocation split off a large free block whose tail stays in the block's class plans
+/// the list's head once and no bitmap store (the list was not empty and is not now); one
+/// that empties a list and fills another plans each list's bit once, and the class bits.
+#[test]
+fn a_plan_stores_each_head_once_and_only_the_bits_that_change() {
+    let buf = Buf::new(64 << 10);
+    let a = buf.arena();
+    let bitmaps = st!(fl_bitmap)..st!(heads);
+    let heads = st!(heads)..st!(heads) + 8 * (FL_COUNT * crate::format::SL_COUNT) as u64;
+    let planned = |a: &Arena<'_>, size: u64| {
+        let mut plan = Plan::new();
+        Editor::new(a, &mut plan)
+            .plan_alloc(size, 8, |_, _| Ok(()))
+            .map(drop)
+            .unwrap();
+        let stores = plan.planned().to_vec();
+        (plan, stores)
+    };
+    let count = |stores: &[(u64, u64)], r: &std::ops::Range<u64>| {
+        stores.iter().filter(|(at, _)| r.contains(at)).count()
+    };
+    // The one free block (about 48 KiB) loses 40 bytes: its tail stays in its list.
+    let (plan, stores) = planned(&a, 32);
+    assert_eq!(count(&stores, &heads), 1, "the head: {stores:x?}");
+    assert_eq!(count(&stores, &bitmaps), 0, "no bit changes: {stores:x?}");
+    let mut a = a;
+    a.apply(&plan);
+    assert_eq!(damage(&a), vec![]);
+    // A second small block, then the first freed: alone in its list (and its class). An
+    // exact fit takes it and empties the list: its bit goes, and its class's.
+    a.alloc(32, 8).unwrap();
+    let fl_before = a.state().fl_bitmap;
+    a.free(HEADER_SIZE + BLOCK_HEADER).unwrap();
+    assert_ne!(
+        a.state().fl_bitmap,
+        fl_before,
+        "the small block's class was empty"
+    );
+    let (plan, stores) = planned(&a, 32);
+    assert_eq!(count(&stores, &heads), 1, "the emptied head: {stores:x?}");
+    assert_eq!(
+        count(&stores, &bitmaps),
+        2,
+        "its list bit, its class bit: {stores:x?}"
+    );
+    a.apply(&plan);
+    assert_eq!(damage(&a), vec![]);
+    assert_eq!(
+        a.state().fl_bitmap,
+        fl_before,
+        "only the large block's class is left"
+    );
+}
