@@ -7,6 +7,8 @@
 #   scripts/mutants.sh summary          # counts per shard of 8, and over all of src/
 #   scripts/mutants.sh -F REGEX ...     # anything else is passed to cargo mutants as is
 #   scripts/mutants.sh --list           # what would be tried
+#   MUTANTS_TREE=target/mutants-tree2 scripts/mutants.sh run 3/8   # a second run beside
+#                                       # the first, in its own worktree, on other shards
 #
 # Resumable: the mutants are split round-robin into 64 pieces (mutant i is in piece i % 64,
 # so shard K of 8 is exactly the pieces K, K+8, ..., K+56, the same mutants `--shard K/8`
