@@ -278,6 +278,22 @@ fn open_options_grow_limit_lets_allocations_grow_up_to_it() {
     let (r, cap) = attempt(Some(1 << 20));
     r.unwrap();
     assert!(cap > 64 << 10 && cap <= 1 << 20, "{cap}");
+    // Without a limit the allocator's own refusal comes back as it is (the alignment it
+    // searched with, 8 for a request of 1), never one from an attempt to grow.
+    let heap = Heap::open(&path).unwrap();
+    let mut g = heap.lock().unwrap();
+    let cap = g.capacity();
+    match g.alloc_bytes(cap, 1) {
+        Err(Error::Alloc(e)) => assert_eq!(
+            e,
+            AllocError::OutOfSpace {
+                requested: cap,
+                align: 8,
+                capacity: cap
+            }
+        ),
+        other => panic!("{:?}", other.map(drop)),
+    }
 }
 
 /// `(struct, field)` of every `pub struct …Options` in `src` (one file's text).
