@@ -20,8 +20,9 @@ use crate::mutant::{active, Mutant};
 const MAX_STORES: usize = 64;
 /// The most named crash points one plan carries.
 const MAX_MARKS: usize = 4;
-/// The most lists one operation changes the head of (a free that merges both neighbours
-/// and relinks: three unlinks and a link).
+/// The most lists one operation changes the head of (at most three today: a free that
+/// merges both neighbours plans two unlinks and a link, an aligned allocation that splits
+/// twice an unlink and two links).
 const MAX_LISTS: usize = 8;
 
 /// Stores planned over an arena, not yet made (into a [`Plan`] the caller owns, so that
