@@ -185,6 +185,54 @@ mod tests {
         unsafe { libc::munmap(hole, 4 * 8192) };
     }
 
+    /// `flush` reports msync's failure: here its pages were taken away under it (ENOMEM).
+    /// In a forked child, which has one thread, so that nothing else can map the freed
+    /// range between the unmap and the flush.
+    #[test]
+    fn flush_reports_a_failed_msync() {
+        let _watchdog = crate::watchdog!(10);
+        let d = tempfile::tempdir().unwrap();
+        let f = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(d.path().join("m"))
+            .unwrap();
+        f.set_len(8192).unwrap();
+        let m = Mapping::new(&f, 8192, None).unwrap();
+        m.flush().unwrap();
+        // SAFETY: test-only. The child runs only system calls (munmap, msync, _exit) on
+        // its copy of the mapping, which nothing reads after the unmap; the parent's
+        // mapping is untouched.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            // SAFETY: as above; the range is the child's copy of `m`.
+            unsafe { libc::munmap(m.base().cast(), 8192) };
+            let code = match m.flush() {
+                Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => 0,
+                Err(_) => 2,
+                Ok(()) => 1,
+            };
+            // SAFETY: leaves the child at once, running no destructor (the parent owns the
+            // temporary directory).
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a valid out-pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status),
+            "the child did not exit: {status:#x}"
+        );
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "flush of an unmapped range did not report ENOMEM (1: it said Ok)"
+        );
+    }
+
     #[test]
     fn open_refuses_links_and_directories() {
         let d = tempfile::tempdir().unwrap();

@@ -52,11 +52,10 @@ pub trait Platform {
     /// A point at which a test may make this thread or process die.
     fn crash_point(&self, _at: CrashPoint) {}
     /// How many times a locker that found the word held looks at it again before it
-    /// sleeps (adaptive spinning, L7). 0: it never spins.
-    fn spin_limit(&self) -> u32 {
-        0
-    }
+    /// sleeps (adaptive spinning, L7). 0: it never spins. (No default: each platform,
+    /// the real one, the models' and the scripted one of the spin tests, states its own.)
+    fn spin_limit(&self) -> u32;
     /// The pause between two looks of a spinning locker (a CPU hint on a real platform; a
     /// model yields to its other threads).
-    fn spin(&self) {}
+    fn spin(&self);
 }
