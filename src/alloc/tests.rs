@@ -462,7 +462,6 @@ fn one_list_of_three() -> (Buf, [u64; 3], u64) {
         a.free(x + BLOCK_HEADER).unwrap();
     }
     let size = a.header(xs[1]).unwrap().size;
-    drop(a);
     (buf, xs, size)
 }
 
