@@ -338,50 +338,32 @@ fn only_the_four_counters_are_counters() {
     }
 }
 
-/// An aligned request whose free block's payload is already aligned takes the block where
-/// it is: no gap block is split off its front (and one is when the payload is not).
+/// An aligned request takes the first aligned payload whose gap in front is none or can be
+/// a block: a payload already aligned is taken where it is (no gap split off), a gap of
+/// exactly the smallest block is split off as it is (not one alignment step later), and a
+/// gap too small for a block is passed over.
 #[test]
-fn an_aligned_request_at_an_aligned_payload_splits_no_gap() {
-    let buf = Buf::new(64 << 10);
-    let mut a = buf.arena();
-    // A 56-byte filler at the arena's start puts the free tail's payload on 64 bytes.
-    let filler = a.alloc(48, 8).unwrap();
-    assert_eq!(filler, HEADER_SIZE + BLOCK_HEADER);
-    let tail = HEADER_SIZE + 56;
-    assert!((tail + BLOCK_HEADER).is_multiple_of(64));
-    let p = a.alloc(24, 64).unwrap();
-    assert_eq!(
-        p,
-        tail + BLOCK_HEADER,
-        "a gap was split off an aligned payload"
-    );
-    // Not aligned to 128: the gap (at least a minimum block) is split off, and freed.
-    let q = a.alloc(24, 128).unwrap();
-    let gap = q - BLOCK_HEADER - (p + 24);
-    assert!(q.is_multiple_of(128) && gap >= MIN_BLOCK, "gap {gap}");
-    assert_eq!(damage(&a), vec![]);
-}
-
-/// A gap of exactly the smallest block in front of an aligned payload is split off as it
-/// is: the search for an aligned payload stops at the first gap that can be a block, not
-/// one alignment step later.
-#[test]
-fn an_aligned_request_splits_a_gap_of_exactly_the_smallest_block() {
-    let buf = Buf::new(64 << 10);
-    let mut a = buf.arena();
-    // An 88-byte filler puts the free tail at 24 mod 64, so its first 64-aligned payload
-    // lies MIN_BLOCK bytes past the tail's own.
-    let filler = a.alloc(80, 8).unwrap();
-    assert_eq!(filler, HEADER_SIZE + BLOCK_HEADER);
-    let tail = HEADER_SIZE + 88;
-    assert_eq!((tail + BLOCK_HEADER + MIN_BLOCK) % 64, 0);
-    let p = a.alloc(24, 64).unwrap();
-    assert_eq!(
-        p,
-        tail + MIN_BLOCK + BLOCK_HEADER,
-        "the gap in front of the aligned payload is not the smallest block"
-    );
-    assert_eq!(damage(&a), vec![]);
+fn an_aligned_request_splits_off_the_smallest_gap_that_can_be_a_block() {
+    // (the filler's payload, which puts the free tail where it does; the gap in front of
+    // the tail's first 64-aligned payload that can be taken)
+    for (filler, gap) in [(48, 0), (80, MIN_BLOCK)] {
+        let buf = Buf::new(64 << 10);
+        let mut a = buf.arena();
+        assert_eq!(a.alloc(filler, 8).unwrap(), HEADER_SIZE + BLOCK_HEADER);
+        let tail = HEADER_SIZE + BLOCK_HEADER + filler;
+        assert!((tail + gap + BLOCK_HEADER).is_multiple_of(64));
+        let p = a.alloc(24, 64).unwrap();
+        assert_eq!(
+            p,
+            tail + gap + BLOCK_HEADER,
+            "filler {filler}: the gap split off is not {gap} bytes"
+        );
+        // Not aligned to 128: the gap (at least a minimum block) is split off, and freed.
+        let q = a.alloc(24, 128).unwrap();
+        let g = q - BLOCK_HEADER - (p + 24);
+        assert!(q.is_multiple_of(128) && g >= MIN_BLOCK, "gap {g}");
+        assert_eq!(damage(&a), vec![]);
+    }
 }
 
 /// The repair of a growth that reached its capacity store but not its commit refuses a
