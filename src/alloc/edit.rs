@@ -57,6 +57,8 @@ pub struct Editor<'p, 'a> {
 struct Touched {
     /// Its index in `State::heads`.
     idx: u16,
+    /// The plan's store to its head (the only one: later changes overwrite it).
+    store: usize,
     /// Whether its head in the file is 0 (so its bit is clear in a sound heap).
     was_empty: bool,
     /// Whether the head the plan leaves is 0.
@@ -243,23 +245,13 @@ impl<'p, 'a> Editor<'p, 'a> {
     /// matter, and an unlink and a link of one list make one store, not two.
     pub(super) fn set_head(&mut self, idx: usize, value: u64) -> Result<()> {
         let at = super::st!(heads) + 8 * idx as u64;
-        let t = match self.lists[..self.nl]
+        let k = match self.lists[..self.nl]
             .iter()
             .position(|t| t.idx as usize == idx)
         {
             Some(k) => {
-                // Planned before: overwrite that store.
-                if let Some(s) = self
-                    .plan
-                    .stores_mut()
-                    .iter_mut()
-                    .rev()
-                    .find(|(a, _)| *a == at)
-                {
-                    s.1 = value;
-                } else {
-                    self.push(at, value)?;
-                }
+                // Planned before: that store takes the new value.
+                self.plan.stores_mut()[self.lists[k].store].1 = value;
                 k
             }
             None => {
@@ -267,17 +259,18 @@ impl<'p, 'a> Editor<'p, 'a> {
                     return corrupt(at, "operation changes too many lists");
                 }
                 let was_empty = self.file_word(at) == 0;
+                self.push(at, value)?;
                 self.lists[self.nl] = Touched {
                     idx: idx as u16,
+                    store: self.plan.n - 1,
                     was_empty,
                     empty: was_empty,
                 };
                 self.nl += 1;
-                self.push(at, value)?;
                 self.nl - 1
             }
         };
-        self.lists[t].empty = value == 0;
+        self.lists[k].empty = value == 0;
         Ok(())
     }
 
