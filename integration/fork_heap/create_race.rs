@@ -27,6 +27,10 @@ struct Race {
     other: u64,
     /// Openers that died (a mapping shrunk under them is SIGBUS).
     died: usize,
+    /// How the openers that failed otherwise ended (an error, or a panic: under
+    /// `CreateInPlace` the creator can zero the lock word of a heap an opener holds, and the
+    /// opener's unlock then finds it does not own the lock).
+    failed: Vec<Exit>,
     /// How the creator ended: under `CreateInPlace` it can itself meet the damage an
     /// opener's attach did to the half-made file, which is the mutant caught too.
     creator: Exit,
@@ -60,12 +64,11 @@ fn race(mutant: Option<Mutant>) -> Result<Race, String> {
         .iter()
         .filter(|e| matches!(e, Exit::Signaled(_)))
         .count();
-    ensure!(
-        exits
-            .iter()
-            .all(|e| e.ok() || matches!(e, Exit::Signaled(_))),
-        "an opener failed: {exits:?}"
-    );
+    let failed: Vec<Exit> = exits
+        .iter()
+        .filter(|e| !e.ok() && !matches!(e, Exit::Signaled(_)))
+        .cloned()
+        .collect();
     let mut leftovers: Vec<String> = std::fs::read_dir(dir.path())
         .ctx("readdir")?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -77,6 +80,7 @@ fn race(mutant: Option<Mutant>) -> Result<Race, String> {
         format: board.format.load(SeqCst),
         other: board.other.load(SeqCst),
         died,
+        failed,
         creator,
         leftovers,
     })
@@ -86,6 +90,7 @@ pub fn create_vs_open() -> TestResult {
     let r = race(None)?;
     let openers = (3 * scale()).min(16);
     ensure!(r.creator.ok(), "the creator ended with {:?}", r.creator);
+    ensure!(r.failed.is_empty(), "openers failed: {:?}", r.failed);
     ensure!(
         r.format == 0,
         "{} opens saw a half-made file (Format error)",
@@ -122,17 +127,17 @@ pub fn mutant_create_in_place() -> TestResult {
             r.creator != Exit::TimedOut,
             "the creator hung under CreateInPlace (a hang is not a catch)"
         );
-        if r.format > 0 || r.died > 0 || !r.creator.ok() {
+        if r.format > 0 || r.died > 0 || !r.failed.is_empty() || !r.creator.ok() {
             note(format!(
-                "caught in race {attempt}: {} opens saw a half-made file, {} openers died of a signal, the creator ended with {:?}",
-                r.format, r.died, r.creator
+                "caught in race {attempt}: {} opens saw a half-made file, {} openers died of a signal, {} failed ({:?}), the creator ended with {:?}",
+                r.format, r.died, r.failed.len(), r.failed, r.creator
             ));
             return Ok(());
         }
         clean_opens.push(r.ok);
     }
     Err(format!(
-        "CreateInPlace not caught in 3 races: {clean_opens:?} clean opens, no Format error, no opener died, the creator ended well"
+        "CreateInPlace not caught in 3 races: {clean_opens:?} clean opens, no Format error, no opener died or failed, the creator ended well"
     ))
 }
 
@@ -153,18 +158,25 @@ fn open_loop(board: &RaceBoard, path: &Path) -> TestResult {
     loop {
         let done = board.creator_done.load(SeqCst) != 0;
         match Heap::open_with(path, &probe(3)) {
-            Ok(h) => {
-                let report = h.check().ctx("check")?;
-                if report.is_clean() {
+            Ok(h) => match h.check() {
+                Ok(report) if report.is_clean() => {
                     board.ok.fetch_add(1, SeqCst);
-                } else {
+                }
+                Ok(report) => {
                     eprintln!(
                         "opener saw a heap that is not clean: {:?}",
                         report.violations
                     );
                     board.format.fetch_add(1, SeqCst);
                 }
-            }
+                // A heap that opened but cannot even be checked (its lock or its log
+                // refused) is a half-made file too: counted, not the opener's failure (the
+                // mutant's race once failed so instead of being caught, under load).
+                Err(e) => {
+                    eprintln!("opener could not check the heap it opened: {e}");
+                    board.format.fetch_add(1, SeqCst);
+                }
+            },
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 board.not_found.fetch_add(1, SeqCst);
             }
