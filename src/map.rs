@@ -168,6 +168,7 @@ mod tests {
         let at = unsafe { NonNull::new_unchecked(at.as_ptr().add(8192)) };
         let fixed = Mapping::new(&f, 8192, Some(at)).unwrap();
         assert_eq!(fixed.base(), at.as_ptr());
+        assert_eq!((fixed.len(), fixed.is_empty()), (8192, false));
         let other = Mapping::new(&f, 8192, None).unwrap();
         assert_ne!(other.base(), fixed.base());
         // SAFETY: both mappings are live and 8192 bytes long; no references are held.
