@@ -536,3 +536,29 @@ fn a_plan_stores_each_head_once_and_only_the_bits_that_change() {
         "only the large block's class is left"
     );
 }
+
+/// `store_state` stores only to an aligned word of the state: the words just before and
+/// after it, an arena word and a misaligned offset are refused, with nothing written.
+#[test]
+fn store_state_refuses_every_word_outside_the_state() {
+    use crate::format::{STATE_OFFSET, STATE_SIZE};
+    let buf = Buf::new(64 << 10);
+    let mut a = buf.arena();
+    let (first, end) = (STATE_OFFSET as u64, (STATE_OFFSET + STATE_SIZE) as u64);
+    for at in [first - 8, end, HEADER_SIZE, first + 4] {
+        let before = a.header_word(at & !7).or_else(|| a.word(at & !7).ok());
+        assert_eq!(
+            a.store_state(at, 0x5a5a),
+            Err(AllocError::Corrupt {
+                offset: at,
+                what: "not a state word"
+            }),
+            "{at:#x}"
+        );
+        let after = a.header_word(at & !7).or_else(|| a.word(at & !7).ok());
+        assert_eq!(before, after, "{at:#x} was written");
+    }
+    for at in [first, end - 8] {
+        a.store_state(at, a.header_word(at).unwrap()).unwrap();
+    }
+}

@@ -120,3 +120,49 @@ fn a_commit_that_fails_half_way_sets_needs_repair() {
         "the free was finished: the log and one block"
     );
 }
+
+/// A recoverer accepts a dead extension only as the last one listed: a log whose first
+/// extension is a free block and whose second is a live one is refused as `BadExtension`,
+/// with the file as it was; the same log without the second opens and rolls back.
+#[test]
+fn recovery_refuses_an_extension_listed_after_a_dead_one() {
+    let _watchdog = crate::watchdog!(30);
+    for second in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.heap");
+        let (p, log) = heap_with_a_block(&path);
+        let live = p + 72;
+        let dead = {
+            let heap = Heap::open(&path).unwrap();
+            let mut g = heap.lock().unwrap();
+            let q = g.alloc_bytes(64, 8).unwrap();
+            g.free(q).unwrap();
+            q.raw()
+        };
+        // One before-image of p's first word, then the extensions.
+        poke(&path, log, word0(EntryKind::Image, 8));
+        poke(&path, log + 8, p);
+        poke(&path, log + 16, 0x5a5a_5a5a_5a5a_5a5a);
+        poke(&path, st!(log.ext), dead);
+        poke(&path, st!(log.ext) + 8, if second { live } else { 0 });
+        poke(&path, st!(log.len), 24);
+        let before = std::fs::read(&path).unwrap();
+        match Heap::open(&path) {
+            Err(Error::Txn(TxnError::BadLog { pos: 0, fault })) if second => {
+                assert_eq!(fault, LogFault::BadExtension);
+                let after = std::fs::read(&path).unwrap();
+                let arena = HEADER_SIZE as usize;
+                assert!(
+                    before[arena..] == after[arena..],
+                    "the refused recovery wrote the arena"
+                );
+            }
+            Ok(h) if !second => assert!(h.lock().unwrap().check().is_clean()),
+            other => panic!(
+                "a dead extension {}: {:?}",
+                if second { "then a live one" } else { "alone" },
+                other.map(|_| "opened")
+            ),
+        }
+    }
+}
