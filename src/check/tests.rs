@@ -345,3 +345,29 @@ fn a_log_extension_listed_twice_or_naming_the_log_is_refused() {
     poke(&g, st!(log.ext) + 8, 0);
     assert!(g.check().is_clean());
 }
+
+/// `UnknownFlags` names exactly the unknown bits, not the known ones beside them.
+#[test]
+fn unknown_flags_are_reported_by_their_bits_alone() {
+    let _watchdog = crate::watchdog!(30);
+    let dir = tempfile::tempdir().unwrap();
+    let heap = Heap::create(dir.path().join("h.heap"), 96 << 10).unwrap();
+    let g = heap.lock().unwrap();
+    poke(
+        &g,
+        st!(flags),
+        crate::format::FLAG_NEEDS_REPAIR | 1 << 5 | 1 << 63,
+    );
+    let unknown: Vec<u64> = g
+        .check()
+        .violations
+        .iter()
+        .filter_map(|v| match v {
+            super::Violation::UnknownFlags { bits } => Some(*bits),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unknown, vec![1 << 5 | 1 << 63]);
+    poke(&g, st!(flags), 0);
+    assert!(g.check().is_clean());
+}
