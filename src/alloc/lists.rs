@@ -85,6 +85,8 @@ impl Editor<'_, '_> {
     }
 }
 
+const _: () = assert!(FL_COUNT < 64, "the first-level bitmap is one u64");
+
 impl Arena<'_> {
     /// The head of the first non-empty list whose every block holds `size` bytes.
     pub(super) fn find_suitable(&self, size: u64) -> Option<u64> {
@@ -96,10 +98,8 @@ impl Arena<'_> {
         let mut fl = fl;
         let mut sl_map = st.sl_bitmap[fl] & (u32::MAX << sl);
         if sl_map == 0 {
-            let fl_map = st
-                .fl_bitmap
-                .checked_shl(fl as u32 + 1)
-                .map_or(0, |_| st.fl_bitmap & (u64::MAX << (fl + 1)));
+            // fl < FL_COUNT, which is below 64 (asserted below), so the shift stays in range.
+            let fl_map = st.fl_bitmap & (u64::MAX << (fl + 1));
             if fl_map == 0 {
                 return None;
             }
