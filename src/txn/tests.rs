@@ -16,6 +16,17 @@ fn poke(path: &Path, at: u64, w: u64) {
     f.write_all_at(&w.to_le_bytes(), at).unwrap();
 }
 
+/// Asserts that the arena of the file at `path` holds `before`'s bytes (a refused recovery
+/// wrote nothing there).
+fn assert_arena_as(path: &Path, before: &[u8]) {
+    let after = std::fs::read(path).unwrap();
+    let arena = HEADER_SIZE as usize;
+    assert!(
+        before[arena..] == after[arena..],
+        "the refused recovery wrote the arena"
+    );
+}
+
 /// A heap with one used block of 64 usable bytes after the log; its payload, and the log's.
 fn heap_with_a_block(path: &Path) -> (u64, u64) {
     let heap = Heap::create(path, 96 << 10).unwrap();
@@ -50,12 +61,7 @@ fn recovery_refuses_a_before_image_that_runs_past_its_block() {
         match Heap::open(&path) {
             Err(Error::Txn(TxnError::BadLog { pos: 0, fault })) if refused => {
                 assert_eq!(fault, LogFault::ImageOutsideBlocks);
-                let after = std::fs::read(&path).unwrap();
-                let arena = HEADER_SIZE as usize;
-                assert!(
-                    before[arena..] == after[arena..],
-                    "the refused recovery wrote the arena"
-                );
+                assert_arena_as(&path, &before);
             }
             Ok(h) if !refused => {
                 assert!(h.lock().unwrap().check().is_clean());
@@ -150,12 +156,7 @@ fn recovery_refuses_an_extension_listed_after_a_dead_one() {
         match Heap::open(&path) {
             Err(Error::Txn(TxnError::BadLog { pos: 0, fault })) if second => {
                 assert_eq!(fault, LogFault::BadExtension);
-                let after = std::fs::read(&path).unwrap();
-                let arena = HEADER_SIZE as usize;
-                assert!(
-                    before[arena..] == after[arena..],
-                    "the refused recovery wrote the arena"
-                );
+                assert_arena_as(&path, &before);
             }
             Ok(h) if !second => assert!(h.lock().unwrap().check().is_clean()),
             other => panic!(
