@@ -192,15 +192,8 @@ mod tests {
     #[test]
     fn flush_reports_a_failed_msync() {
         let _watchdog = crate::watchdog!(10);
-        let d = tempfile::tempdir().unwrap();
-        let f = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(d.path().join("m"))
-            .unwrap();
-        f.set_len(8192).unwrap();
+        let f = tempfile::tempfile().unwrap();
+        reserve(&f, 8192).unwrap();
         let m = Mapping::new(&f, 8192, None).unwrap();
         m.flush().unwrap();
         // SAFETY: test-only. The child runs only system calls (munmap, msync, _exit) on
@@ -217,7 +210,7 @@ mod tests {
                 Ok(()) => 1,
             };
             // SAFETY: leaves the child at once, running no destructor (the parent owns the
-            // temporary directory).
+            // file and the mapping).
             unsafe { libc::_exit(code) };
         }
         let mut status = 0;

@@ -244,7 +244,7 @@ impl<'p, 'a> Editor<'p, 'a> {
     /// the repair of any death while the intent record is set, so only their final values
     /// matter, and an unlink and a link of one list make one store, not two.
     pub(super) fn set_head(&mut self, idx: usize, value: u64) -> Result<()> {
-        let at = super::st!(heads) + 8 * idx as u64;
+        let at = super::lists::head_at(idx);
         let k = match self.lists[..self.nl]
             .iter()
             .position(|t| t.idx as usize == idx)

@@ -14,7 +14,7 @@ pub(super) fn list_index(fl: usize, sl: usize) -> usize {
     fl * SL_COUNT + sl
 }
 
-fn head_at(idx: usize) -> u64 {
+pub(super) fn head_at(idx: usize) -> u64 {
     st!(heads) + 8 * idx as u64
 }
 
@@ -98,7 +98,7 @@ impl Arena<'_> {
         let mut fl = fl;
         let mut sl_map = st.sl_bitmap[fl] & (u32::MAX << sl);
         if sl_map == 0 {
-            // fl < FL_COUNT, which is below 64 (asserted below), so the shift stays in range.
+            // fl < FL_COUNT, which is below 64 (asserted above), so the shift stays in range.
             let fl_map = st.fl_bitmap & (u64::MAX << (fl + 1));
             if fl_map == 0 {
                 return None;
