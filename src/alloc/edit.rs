@@ -412,16 +412,6 @@ impl Plan {
     pub(super) fn planned(&self) -> &[(u64, u64)] {
         self.stores()
     }
-
-    /// How many stores the plan makes.
-    pub fn len(&self) -> usize {
-        self.n
-    }
-
-    /// Whether the plan makes no store.
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
 }
 
 impl Arena<'_> {

@@ -414,15 +414,12 @@ pub fn validate_capacity(capacity: u64, file_len: u64) -> Result<(), FormatError
     }
 }
 
-/// The system page size.
+/// The system page size (the kernel's `AT_PAGESZ`, which it hands every process: no
+/// failure to fall back from).
 pub fn page_size() -> u32 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p <= 0 {
-        4096
-    } else {
-        p as u32
-    }
+    // SAFETY: getauxval only reads the auxiliary vector; it has no preconditions.
+    let p = unsafe { libc::getauxval(libc::AT_PAGESZ) };
+    p as u32
 }
 
 #[cfg(test)]
