@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use criterion::{criterion_group, criterion_main, Criterion};
 use memmap2::MmapOptions;
 
-use mapheap::sync::{lock, unlock, Futex, SlotRecord, Slots, DEFAULT_PROBE_INTERVAL};
+use mapheap::sync::{lock, unlock, Futex, SlotRecord, Slots, Table, DEFAULT_PROBE_INTERVAL};
 
 const LEN: usize = 4096;
 const SLOTS_AT: usize = 64;
@@ -49,7 +49,11 @@ fn lock_unlock(c: &mut Criterion) {
         )
     };
     let me = slots.claim(std::process::id()).expect("claim a slot");
-    let fx = Futex::new(word, slots, DEFAULT_PROBE_INTERVAL);
+    let table = Table {
+        slots,
+        probe: DEFAULT_PROBE_INTERVAL,
+    };
+    let fx = Futex::new(word, &table);
 
     let mut g = c.benchmark_group("uncontended_lock_unlock");
     g.bench_function("mapheap_futex_shared_mapping", |b| {

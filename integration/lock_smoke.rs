@@ -24,7 +24,9 @@ use harness::{case, note, TestResult, WATCHDOG_EXIT};
 use mapheap::fault;
 use mapheap::mutant::{self, Mutant};
 use mapheap::stress::procs::{self, Exit, Pid};
-use mapheap::sync::{lock, unlock, Acquired, CrashPoint, Futex, OwnerId, SlotRecord, Slots};
+use mapheap::sync::{
+    lock, unlock, Acquired, CrashPoint, Futex, OwnerId, SlotRecord, Slots, Waiting,
+};
 
 /// File layout of this test (not the heap's format): the lock word, a plain counter, the
 /// id of the process that is going to die, a start flag, a count of lock calls that found
@@ -54,6 +56,16 @@ struct Attached {
     _map: MmapMut,
     base: *mut u8,
     me: OwnerId,
+}
+
+impl Waiting for Attached {
+    fn slots(&self) -> Slots<'_> {
+        Attached::slots(self)
+    }
+
+    fn probe(&self) -> Duration {
+        PROBE
+    }
 }
 
 impl Attached {
@@ -109,7 +121,7 @@ impl Attached {
     }
 
     fn futex(&self) -> Futex<'_> {
-        Futex::new(self.word(), self.slots(), PROBE)
+        Futex::new(self.word(), self)
     }
 
     /// The critical section: a non-atomic read-modify-write of the counter.

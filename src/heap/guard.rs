@@ -114,8 +114,10 @@ pub struct BlockInfo {
 pub struct HeapGuard<'h> {
     pub(super) heap: &'h Heap,
     pub(super) local: &'h mut Local,
-    // Boxed: a recovery is rare, and a small guard is cheaper to return on every lock.
-    recovered: Option<Box<Recovery>>,
+    /// Whether this guard's lock recovered (what it did is in `Local::recovery`: a
+    /// recovery is rare, and a guard of two pointers and a flag, with nothing to free, is
+    /// cheaper to return and drop on every lock).
+    recovered: bool,
 }
 
 /// The arena of a mapping (a free function, so that callers can borrow the mapping and the
@@ -142,7 +144,7 @@ impl<'h> HeapGuard<'h> {
         let mut g = HeapGuard {
             heap,
             local,
-            recovered: None,
+            recovered: false,
         };
         if first && !active(Mutant::TrustCapacityAtOpen) {
             let (capacity, generation) = g.seen();
@@ -168,7 +170,8 @@ impl<'h> HeapGuard<'h> {
         self.local.tx.reset();
         let mut a = self.arena_mut();
         let r = super::recover_arena(&mut a, dead)?;
-        self.recovered = Some(Box::new(r));
+        self.local.recovery = Some(r);
+        self.recovered = true;
         Ok(())
     }
 
@@ -239,7 +242,11 @@ impl<'h> HeapGuard<'h> {
     /// `Some` if the previous owner died holding the lock (or left a change unfinished)
     /// and the heap was repaired.
     pub fn recovered(&self) -> Option<&Recovery> {
-        self.recovered.as_deref()
+        if self.recovered {
+            self.local.recovery.as_ref()
+        } else {
+            None
+        }
     }
 
     /// Where this process has the heap mapped now (changes when the heap grows).

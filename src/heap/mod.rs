@@ -41,7 +41,7 @@ use crate::format::{
     SLOTS_OFFSET, SLOT_COUNT,
 };
 use crate::map::{self, Mapping};
-use crate::sync::{self, Futex, OwnerId, SlotRecord, Slots, DEFAULT_PROBE_INTERVAL};
+use crate::sync::{self, Futex, OwnerId, SlotRecord, Slots, Waiting, DEFAULT_PROBE_INTERVAL};
 
 /// How to create a heap file.
 #[derive(Clone, Debug)]
@@ -107,6 +107,8 @@ struct Local {
     generation: u64,
     /// The transaction of the guard that holds the lock (empty between guards).
     tx: crate::txn::Tx,
+    /// What the last lock that recovered did (its guard says whether it was its own).
+    recovery: Option<Recovery>,
 }
 
 /// The handle's view of the heap: mutable only by the holder of the process-shared lock.
@@ -318,6 +320,7 @@ impl Heap {
                 map,
                 generation: 0,
                 tx: crate::txn::Tx::default(),
+                recovery: None,
             })),
             recovered_at_open: None,
         };
@@ -371,7 +374,7 @@ impl Heap {
         // SAFETY: the lock word is an aligned u32 at LOCK_OFFSET inside the header mapping,
         // which lives as long as `self`; every process accesses it only atomically.
         let word = unsafe { AtomicU32::from_ptr(self.header.base().add(LOCK_OFFSET).cast()) };
-        Futex::new(word, slots_of(&self.header, &self.file), self.probe)
+        Futex::new(word, self)
     }
 
     /// The file this handle is attached to.
@@ -440,6 +443,16 @@ fn format_new(file: &File, path: &Path, size: u64, page: u64, opts: &CreateOptio
         },
         e => e,
     })
+}
+
+impl Waiting for Heap {
+    fn slots(&self) -> Slots<'_> {
+        slots_of(&self.header, &self.file)
+    }
+
+    fn probe(&self) -> Duration {
+        self.probe
+    }
 }
 
 #[inline]

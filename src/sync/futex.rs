@@ -26,24 +26,50 @@ pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// (a few hundred nanoseconds of `pause`), far below a futex sleep and wake.
 pub const SPIN_LIMIT: u32 = 100;
 
-/// The lock word of a mapping, its attachment table, and the probe interval.
+/// What a waiter needs besides the word: the attachment table, to probe an owner, and how
+/// long to sleep before probing. Only the slow path asks for either, so a [`Futex`] holds
+/// this by reference and the lock's fast path builds nothing but two pointers (a `Heap`
+/// answers from its own fields; [`Table`] holds the two for any other caller).
+pub trait Waiting {
+    /// The attachment table.
+    fn slots(&self) -> Slots<'_>;
+    /// How long a waiter sleeps before it probes the owner's liveness.
+    fn probe(&self) -> Duration;
+}
+
+/// An attachment table and a probe interval, held together (for callers without a `Heap`:
+/// the lock's own tests and benches).
+#[derive(Clone, Copy)]
+pub struct Table<'a> {
+    /// The attachment table.
+    pub slots: Slots<'a>,
+    /// The probe interval.
+    pub probe: Duration,
+}
+
+impl Waiting for Table<'_> {
+    fn slots(&self) -> Slots<'_> {
+        self.slots
+    }
+
+    fn probe(&self) -> Duration {
+        self.probe
+    }
+}
+
+/// The lock word of a mapping, and what its waiters need (see [`Waiting`]).
 #[derive(Clone, Copy)]
 pub struct Futex<'a> {
     word: &'a AtomicU32,
-    slots: Slots<'a>,
-    probe: Duration,
+    waiting: &'a dyn Waiting,
 }
 
 impl<'a> Futex<'a> {
-    /// The platform for `word` (inside a shared file mapping) and its attachment table.
+    /// The platform for `word` (inside a shared file mapping), whose waiters probe through
+    /// `waiting`.
     #[inline]
-    pub fn new(word: &'a AtomicU32, slots: Slots<'a>, probe: Duration) -> Futex<'a> {
-        Futex { word, slots, probe }
-    }
-
-    /// The attachment table.
-    pub fn slots(&self) -> &Slots<'a> {
-        &self.slots
+    pub fn new(word: &'a AtomicU32, waiting: &'a dyn Waiting) -> Futex<'a> {
+        Futex { word, waiting }
     }
 
     fn op(base: libc::c_int) -> libc::c_int {
@@ -95,7 +121,7 @@ impl Platform for Futex<'_> {
     }
 
     fn wait(&self, expected: u32) -> WaitOutcome {
-        let deadline = deadline_after(self.probe);
+        let deadline = deadline_after(self.waiting.probe());
         loop {
             // SAFETY: the word is a live, aligned u32 in a shared mapping that outlives this
             // call; the kernel reads it and the deadline, and writes nothing.
@@ -138,7 +164,7 @@ impl Platform for Futex<'_> {
     }
 
     fn owner_alive(&self, owner: OwnerId) -> bool {
-        self.slots.alive(owner)
+        self.waiting.slots().alive(owner)
     }
 
     #[inline]

@@ -21,7 +21,7 @@ pub mod word;
 #[cfg(test)]
 mod spin_tests;
 
-pub use futex::{Futex, DEFAULT_PROBE_INTERVAL};
+pub use futex::{Futex, Table, Waiting, DEFAULT_PROBE_INTERVAL};
 pub use platform::{CrashPoint, Platform, WaitOutcome};
 pub use protocol::{lock, unlock, Acquired};
 pub use slots::{SlotRecord, Slots};
