@@ -141,11 +141,25 @@ impl<'h> HeapGuard<'h> {
         acquired: Acquired,
         first: bool,
     ) -> Result<HeapGuard<'h>> {
-        let mut g = HeapGuard {
+        let g = HeapGuard {
             heap,
             local,
             recovered: false,
         };
+        // The common lock, inlined into the caller: taken cleanly, the mapping current,
+        // nothing left in flight. Everything else (a first lock, a growth seen, a repair)
+        // goes through `settle`, out of line.
+        if !first && acquired == Acquired::Clean && g.current() && !super::leftovers(&g.arena()) {
+            return Ok(g);
+        }
+        g.settle(acquired, first)
+    }
+
+    /// [`HeapGuard::new`] past its common case: validates or remaps the mapping, and
+    /// recovers if the lock was taken over or anything was left in flight.
+    #[inline(never)]
+    fn settle(self, acquired: Acquired, first: bool) -> Result<HeapGuard<'h>> {
+        let mut g = self;
         if first && !active(Mutant::TrustCapacityAtOpen) {
             let (capacity, generation) = g.seen();
             g.remap(capacity, generation)?;
@@ -181,14 +195,22 @@ impl<'h> HeapGuard<'h> {
     /// fault (F3); the rest of the capacity's checks run when either moved.
     #[inline]
     fn refresh(&mut self) -> Result<()> {
-        let (capacity, generation) = self.seen();
-        if capacity <= self.local.map.len() && generation == self.local.generation {
+        if self.current() {
             return Ok(());
         }
+        let (capacity, generation) = self.seen();
         if active(Mutant::StaleMapping) {
             return Ok(());
         }
         self.remap(capacity, generation)
+    }
+
+    /// Whether the mapping is the one the state asks for: the generation this handle
+    /// mapped, and a capacity the mapping covers.
+    #[inline]
+    fn current(&self) -> bool {
+        let (capacity, generation) = self.seen();
+        capacity <= self.local.map.len() && generation == self.local.generation
     }
 
     /// The capacity and generation the state holds now.
@@ -286,28 +308,38 @@ impl<'h> HeapGuard<'h> {
     }
 }
 
+impl HeapGuard<'_> {
+    /// Ends the transaction of a guard being dropped: commits it, or rolls it back if the
+    /// drop comes from a panic (out of line: a guard that wrote nothing skips it).
+    #[inline(never)]
+    fn end_on_drop(&mut self) {
+        let roll_back = std::thread::panicking() && !active(Mutant::PanicCommits);
+        let (mut a, tx) = self.tx_parts();
+        let ended = if roll_back {
+            tx.rollback(&mut a).map(drop).map_err(drop)
+        } else {
+            tx.commit(&mut a).map(drop).map_err(drop)
+        };
+        if ended.is_err() {
+            // The log is still in the file: the next guard ends the transaction.
+            let flags = a.state().flags;
+            let _ = a.set_flags(flags | FLAG_NEEDS_REPAIR);
+            tx.reset();
+        }
+    }
+}
+
 impl Drop for HeapGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         if crate::fault::dying() {
             // A simulated death (tests): leave the lock and the file as a SIGKILL would.
             return;
         }
         // A transaction whose commit or rollback failed half-way keeps its length, so it is
-        // still active here, and both calls below refuse it (`TxnError::Ended`).
+        // still active here, and both calls in `end_on_drop` refuse it (`TxnError::Ended`).
         if self.local.tx.active() {
-            let roll_back = std::thread::panicking() && !active(Mutant::PanicCommits);
-            let (mut a, tx) = self.tx_parts();
-            let ended = if roll_back {
-                tx.rollback(&mut a).map(drop).map_err(drop)
-            } else {
-                tx.commit(&mut a).map(drop).map_err(drop)
-            };
-            if ended.is_err() {
-                // The log is still in the file: the next guard ends the transaction.
-                let flags = a.state().flags;
-                let _ = a.set_flags(flags | FLAG_NEEDS_REPAIR);
-                tx.reset();
-            }
+            self.end_on_drop();
         }
         sync::unlock(&self.heap.futex(), self.heap.owner);
     }
