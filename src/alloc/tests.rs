@@ -79,6 +79,7 @@ fn extend_refuses_each_bad_capacity_alone_and_takes_a_good_one() {
     let buf = Buf::with_capacity(128 << 10, 64 << 10);
     let mut a = buf.arena();
     let old = 64 << 10;
+    let before = buf.bytes();
     for (bad, why) in [
         (old, "not larger"),
         (old - 4096, "smaller"),
@@ -86,8 +87,27 @@ fn extend_refuses_each_bad_capacity_alone_and_takes_a_good_one() {
         (old + 4096 + 4, "not 8-aligned"),
         (old + MIN_BLOCK - 8, "less than a block more"),
     ] {
-        assert!(a.extend(bad).is_err(), "{why}: {bad}");
-        assert_eq!(a.state().capacity, old, "{why}: refused, yet changed");
+        // The one refusal that names the capacity, before the plan reads the arena (a
+        // capacity let through would be refused later, by another rule, for another word).
+        match a.extend(bad) {
+            Err(AllocError::Corrupt { offset, what }) => {
+                assert_eq!(
+                    (offset, what),
+                    (bad, "growth to an invalid capacity"),
+                    "{why}"
+                );
+            }
+            r => panic!("{why}: growth to {bad:#x}: {r:?}"),
+        }
+        assert!(buf.bytes() == before, "{why}: refused, yet written");
+    }
+    // A dry run may plan up to the capacity it checks, so only the largest heap bounds it.
+    let past = crate::format::MAX_CAPACITY + 8;
+    match a.check_growth(past) {
+        Err(AllocError::Corrupt { offset, what }) => {
+            assert_eq!((offset, what), (past, "growth to an invalid capacity"));
+        }
+        r => panic!("a dry growth past the largest heap: {r:?}"),
     }
     a.extend(128 << 10).unwrap();
     assert_eq!(a.state().capacity, 128 << 10);

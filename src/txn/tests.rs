@@ -78,6 +78,50 @@ fn recovery_refuses_a_before_image_that_runs_past_its_block() {
     }
 }
 
+/// An uncommitted log whose before-image lies inside a block that will not be allocated
+/// after the repair is refused as `ImageOutsideBlocks`, with the arena as it was: a block
+/// that is free, and the block of an allocation left in flight (its intent record names
+/// it, and the repair frees it). Undoing either image would write over a free block.
+#[test]
+fn recovery_refuses_a_before_image_in_a_block_that_is_not_kept() {
+    use crate::format::{BLOCK_HEADER, INTENT_ALLOC};
+    let _watchdog = crate::watchdog!(30);
+    for in_flight in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.heap");
+        let (p, log) = heap_with_a_block(&path);
+        if in_flight {
+            poke(&path, st!(intent.block), p - BLOCK_HEADER);
+            poke(&path, st!(intent.op), INTENT_ALLOC);
+        } else {
+            let heap = Heap::open(&path).unwrap();
+            heap.lock()
+                .unwrap()
+                .free(crate::offset::Offset::<u8>::from_raw(p))
+                .unwrap();
+        }
+        poke(&path, log, word0(EntryKind::Image, 8));
+        poke(&path, log + 8, p + 8);
+        poke(&path, log + 16, 0x5a5a_5a5a_5a5a_5a5a);
+        poke(&path, st!(log.len), 24);
+        let before = std::fs::read(&path).unwrap();
+        match Heap::open(&path) {
+            Err(Error::Txn(TxnError::BadLog { pos: 0, fault })) => {
+                assert_eq!(
+                    fault,
+                    LogFault::ImageOutsideBlocks,
+                    "in flight: {in_flight}"
+                );
+                assert_arena_as(&path, &before);
+            }
+            other => panic!(
+                "an image into a block not kept (in flight: {in_flight}): {:?}",
+                other.map(|_| "opened")
+            ),
+        }
+    }
+}
+
 fn peek(path: &Path, at: u64) -> u64 {
     let f = std::fs::File::open(path).unwrap();
     let mut w = [0u8; 8];
