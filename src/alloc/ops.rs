@@ -75,7 +75,9 @@ impl Editor<'_, '_> {
         if !h.is_free() || h.size < search {
             return corrupt(b, "free list holds a block that is used or too small");
         }
-        self.set_intent(INTENT_ALLOC, 0)?;
+        // The intent names the block from its first store: until the commit store marks
+        // it used, a repair finds it free and has nothing to undo.
+        self.set_intent(INTENT_ALLOC, b)?;
         self.unlink(b, h.size)?;
         let mut bsize = h.size;
         let mut bflags = h.flags & PREV_FREE;
@@ -99,9 +101,9 @@ impl Editor<'_, '_> {
                 b = r;
                 bsize -= gap;
                 bflags = PREV_FREE;
+                self.set_st(st!(intent.block), b)?;
             }
         }
-        self.set_st(st!(intent.block), b)?;
         let next = b + bsize;
         if bsize - need >= MIN_BLOCK {
             let t = b + need;
