@@ -28,8 +28,9 @@ const SIZE_MASK: u64 = ((1 << 48) - 1) & !FLAGS;
 /// The tag of a block at `offset` of `size` bytes.
 #[inline]
 pub fn tag(offset: u64, size: u64) -> u64 {
-    let x = (offset ^ size.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (x ^ (x >> 31)) >> 48
+    // The top 16 bits of the product. (The formula was first written `(x ^ (x >> 31)) >> 48`,
+    // the same value: the xor cannot reach bits 48..63.)
+    (offset ^ size.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48
 }
 
 /// Encodes a header.
