@@ -100,6 +100,10 @@ impl HeapGuard<'_> {
     }
 
     /// The `T` at `off`, borrowed for as long as the guard.
+    // `inline(always)`, as `get_mut`: the resolution is a few compares on one header word
+    // (refusals and images are out of line), and a call's frame would cost as much again
+    // (a write to a block this guard allocated: 121 instructions called, 99 inlined).
+    #[inline(always)]
     pub fn get<T: Pod>(&self, off: Offset<T>) -> Result<&T> {
         let p = self.resolve_as(off)?;
         // SAFETY: `resolve` checked bounds, alignment and that the bytes are an allocated
@@ -110,6 +114,7 @@ impl HeapGuard<'_> {
 
     /// The `T` at `off`, mutably, for as long as the guard. Its bytes are saved in the undo
     /// log first (once per transaction), so a rollback or a death puts them back.
+    #[inline(always)]
     pub fn get_mut<T: Pod>(&mut self, off: Offset<T>) -> Result<&mut T> {
         let p = self.resolve_as(off)?;
         self.log_write(off.raw(), size_of::<T>() as u64)?;
@@ -118,11 +123,13 @@ impl HeapGuard<'_> {
     }
 
     /// A copy of the `T` at `off`.
+    #[inline]
     pub fn read<T: Pod>(&self, off: Offset<T>) -> Result<T> {
         self.get(off).copied()
     }
 
     /// Overwrites the `T` at `off` (logged first, like [`HeapGuard::get_mut`]).
+    #[inline]
     pub fn write<T: Pod>(&mut self, off: Offset<T>, value: T) -> Result<()> {
         let p = self.resolve_as(off)?;
         if active(Mutant::ImageAfterWrite) {

@@ -11,6 +11,10 @@ use crate::alloc::{st, AllocError, Arena, KeptFree};
 use crate::format::LOG_EXTENSIONS;
 use crate::mutant::{active, Mutant};
 
+/// What `Tx::imaged` holds for a block the transaction allocated: every byte of it is new,
+/// so none needs an image.
+const FRESH: u64 = u64::MAX;
+
 /// The transaction of the guard that holds the lock in this process.
 #[derive(Default)]
 pub struct Tx {
@@ -23,10 +27,10 @@ pub struct Tx {
     /// The log's own block and capacity as last checked (`segments`), so that a
     /// transaction does not check them again while they have not changed.
     seg0: Option<Segment>,
-    /// Per range start (a payload, or a root entry): bytes imaged from it.
+    /// Per range start (a payload, or a root entry): how many of its bytes need no image,
+    /// because they are imaged already, or all of them (`u64::MAX`) for a block this
+    /// transaction allocated. (One map, so that a write looks up one key once.)
     imaged: SmallMap,
-    /// Payloads this transaction allocated (the value is unused).
-    fresh: SmallMap,
     /// Payloads this transaction frees at commit (the value is unused).
     freed: SmallMap,
     /// The plan of this transaction's first free, kept from its check to its commit
@@ -67,7 +71,6 @@ impl Tx {
         self.entries.clear();
         self.segs.clear();
         self.imaged.clear();
-        self.fresh.clear();
         self.freed.clear();
         if let Some(k) = self.kept.as_deref_mut() {
             k.clear();
@@ -256,11 +259,9 @@ impl Tx {
     /// Whether a write to `[payload, payload + n)` needs no new before-image: it writes
     /// nothing, or to a block this transaction allocated, or to bytes it saved already.
     /// Reads only this process's mirror (a guard checks it before it touches the file).
-    #[inline]
+    #[inline(always)]
     pub fn saved_already(&self, payload: u64, n: u64) -> bool {
-        n == 0
-            || (!self.fresh.is_empty() && self.fresh.contains(payload))
-            || self.imaged.get(payload).unwrap_or(0) >= n.next_multiple_of(8)
+        n == 0 || self.imaged.get(payload).unwrap_or(0) >= n.next_multiple_of(8)
     }
 
     /// Before a change of the root entry at file offset `at`: saves it once.
@@ -294,7 +295,7 @@ impl Tx {
             target: payload,
             len: 0,
         });
-        self.fresh.insert(payload, 0);
+        self.imaged.insert(payload, FRESH);
         Ok(payload)
     }
 
