@@ -211,3 +211,41 @@ fn recovery_refuses_an_extension_listed_after_a_dead_one() {
         }
     }
 }
+
+/// A transaction without frees or extensions commits with one store, the one that clears
+/// its log (T2), and that store keeps what it wrote. (Marking the log committed first, the
+/// way a commit with frees goes, would end the same with two.)
+#[test]
+fn a_commit_without_frees_is_one_store() {
+    let _watchdog = crate::watchdog!(30);
+    let dir = tempfile::tempdir().unwrap();
+    let heap = Heap::create(dir.path().join("h.heap"), 96 << 10).unwrap();
+    let cell = heap.lock().unwrap().alloc(0u64).unwrap();
+    let mut g = heap.lock().unwrap();
+    *g.get_mut(cell).unwrap() = 7;
+    assert_ne!(g.log_usage().0, 0, "the write was not logged");
+    crate::fault::count_stores();
+    g.commit().unwrap();
+    assert_eq!(crate::fault::stores(), 1, "stores made by the commit");
+    let g = heap.lock().unwrap();
+    assert_eq!((g.read(cell).unwrap(), g.log_usage().0), (7, 0));
+}
+
+/// Each log fault has words of its own, and the error of a refused log says them (they are
+/// what an operator reads first; `mapheap check` prints the same).
+#[test]
+fn each_log_fault_has_words_of_its_own_and_its_error_says_them() {
+    let words: std::collections::HashSet<&str> = LogFault::ALL.iter().map(|f| f.what()).collect();
+    assert_eq!(
+        words.len(),
+        LogFault::ALL.len(),
+        "two faults share their words"
+    );
+    for &fault in LogFault::ALL {
+        let msg = TxnError::BadLog { pos: 24, fault }.to_string();
+        assert!(
+            msg.contains("byte 24") && msg.ends_with(fault.what()) && fault.what().len() > 20,
+            "{fault:?}: {msg}"
+        );
+    }
+}
