@@ -18,6 +18,10 @@ use crate::mutant::{active, Mutant};
 /// The most stores one operation plans (an aligned allocation that splits twice and logs
 /// itself plans about 40).
 const MAX_STORES: usize = 64;
+const _: () = assert!(
+    MAX_STORES <= u16::MAX as usize,
+    "a store's index fits a u16"
+);
 /// The most named crash points one plan carries.
 const MAX_MARKS: usize = 4;
 /// The most lists one operation changes the head of (at most three today: a free that
@@ -57,8 +61,9 @@ pub struct Editor<'p, 'a> {
 struct Touched {
     /// Its index in `State::heads`.
     idx: u16,
-    /// The plan's store to its head (the only one: later changes overwrite it).
-    store: usize,
+    /// The plan's store to its head (the only one: later changes overwrite it), an index
+    /// below `MAX_STORES` (narrow, so that a new editor's table of lists is small to clear).
+    store: u16,
     /// Whether its head in the file is 0 (so its bit is clear in a sound heap).
     was_empty: bool,
     /// Whether the head the plan leaves is 0.
@@ -71,7 +76,8 @@ pub struct Plan {
     /// operation, and zeroing a kilobyte each time would cost more than the operation).
     stores: [MaybeUninit<(u64, u64)>; MAX_STORES],
     n: usize,
-    marks: [(usize, CrashPoint); MAX_MARKS],
+    /// (How many stores come before it, the point.)
+    marks: [(u16, CrashPoint); MAX_MARKS],
     nm: usize,
     /// The capacity the plan leaves (it changes only by growth).
     capacity: u64,
@@ -251,7 +257,7 @@ impl<'p, 'a> Editor<'p, 'a> {
         {
             Some(k) => {
                 // Planned before: that store takes the new value.
-                self.plan.stores_mut()[self.lists[k].store].1 = value;
+                self.plan.stores_mut()[usize::from(self.lists[k].store)].1 = value;
                 k
             }
             None => {
@@ -262,7 +268,7 @@ impl<'p, 'a> Editor<'p, 'a> {
                 self.push(at, value)?;
                 self.lists[self.nl] = Touched {
                     idx: idx as u16,
-                    store: self.plan.n - 1,
+                    store: (self.plan.n - 1) as u16,
                     was_empty,
                     empty: was_empty,
                 };
@@ -387,7 +393,7 @@ impl<'p, 'a> Editor<'p, 'a> {
     #[inline]
     pub fn mark(&mut self, point: CrashPoint) {
         if cfg!(feature = "mutants") && self.plan.nm < MAX_MARKS {
-            self.plan.marks[self.plan.nm] = (self.plan.n, point);
+            self.plan.marks[self.plan.nm] = (self.plan.n as u16, point);
             self.plan.nm += 1;
         }
     }
@@ -455,7 +461,7 @@ impl Arena<'_> {
         }
         let mut marks = plan.marks[..plan.nm].iter().peekable();
         for (i, &(at, value)) in plan.stores().iter().enumerate() {
-            while let Some(&(_, p)) = marks.next_if(|(k, _)| *k == i) {
+            while let Some(&(_, p)) = marks.next_if(|(k, _)| usize::from(*k) == i) {
                 crate::fault::hit(p);
             }
             self.cell_unchecked(at)

@@ -16,7 +16,7 @@ use crate::offset::Offset;
 use crate::txn::TxnError;
 
 impl HeapGuard<'_> {
-    fn base(&self) -> *mut u8 {
+    pub(super) fn base(&self) -> *mut u8 {
         if active(Mutant::WrongBase) {
             return FIRST_BASE.load(std::sync::atomic::Ordering::Relaxed) as *mut u8;
         }

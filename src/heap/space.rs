@@ -48,11 +48,20 @@ impl HeapGuard<'_> {
     pub fn alloc_bytes(&mut self, len: u64, align: u64) -> Result<Offset<u8>> {
         match self.tx_alloc(len, align) {
             Ok(off) => Ok(Offset::from_raw(off)),
-            Err(Error::Alloc(AllocError::OutOfSpace { .. })) if self.heap.grow_limit.is_some() => {
+            Err(e) => self.alloc_refused(e, len, align),
+        }
+    }
+
+    /// [`HeapGuard::alloc_bytes`] after a refusal: with a grow limit, an allocation that
+    /// found no room grows the heap and tries again (out of line, as every refusal is).
+    #[cold]
+    fn alloc_refused(&mut self, e: Error, len: u64, align: u64) -> Result<Offset<u8>> {
+        match e {
+            Error::Alloc(AllocError::OutOfSpace { .. }) if self.heap.grow_limit.is_some() => {
                 self.grow_for(len, align)?;
                 Ok(Offset::from_raw(self.tx_alloc(len, align)?))
             }
-            Err(e) => Err(e),
+            e => Err(e),
         }
     }
 
@@ -97,7 +106,12 @@ impl HeapGuard<'_> {
         let off = self
             .alloc_bytes(size_of::<T>() as u64, align_of::<T>() as u64)?
             .cast::<T>();
-        self.write(off, value)?;
+        // SAFETY: `alloc_bytes` just returned the payload of a block this guard allocated:
+        // at least `size_of::<T>()` bytes, aligned to `align_of::<T>()`, inside the arena,
+        // which the mapping covers (H3; a growth it made remapped); `&mut self` makes this
+        // the only access, and T is Pod. A block this guard allocated needs no image, so
+        // this is what `write` would do, without resolving what was just allocated.
+        unsafe { self.base().add(off.raw() as usize).cast::<T>().write(value) };
         Ok(off)
     }
 
