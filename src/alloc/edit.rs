@@ -284,7 +284,17 @@ impl<'p, 'a> Editor<'p, 'a> {
     /// set exactly when its head is not 0, a class's first-level bit exactly when one of
     /// its lists' bits is (A5). A list that was not empty and is not now (or was empty and
     /// is again) keeps its bits, so the common operation plans no bitmap store.
+    #[inline]
     pub(super) fn flush_lists(&mut self) -> Result<()> {
+        if self.nl == 0 {
+            return Ok(());
+        }
+        self.flush_touched()
+    }
+
+    /// [`Editor::flush_lists`] when some list's head was planned.
+    #[inline(never)]
+    fn flush_touched(&mut self) -> Result<()> {
         for k in 0..self.nl {
             let t = self.lists[k];
             if t.was_empty == t.empty
