@@ -33,6 +33,7 @@ pub mod tlsf;
 
 pub use edit::{Editor, Plan};
 pub use kept::KeptFree;
+pub use ops::block_sizes;
 pub use repair::{ChainBreak, ChainFault, RepairPlan, RepairReport};
 
 use std::marker::PhantomData;

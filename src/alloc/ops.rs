@@ -58,15 +58,8 @@ impl Editor<'_, '_> {
             align,
             capacity: self.capacity(),
         };
-        let payload = size.max(MIN_BLOCK - BLOCK_HEADER);
-        let need = match payload.checked_add(BLOCK_HEADER + ALIGN - 1) {
-            Some(n) if n < MAX_CAPACITY => n & !(ALIGN - 1),
-            _ => return Err(out),
-        };
-        let search = if align > ALIGN {
-            need + align + MIN_BLOCK
-        } else {
-            need
+        let Some((need, search)) = block_sizes(size, align) else {
+            return Err(out);
         };
         let Some(mut b) = a.find_suitable(search) else {
             return Err(out);
@@ -197,6 +190,24 @@ impl Editor<'_, '_> {
         self.set_header(o + size, nh.size, nh.flags | PREV_FREE)?;
         self.link(o, size)
     }
+}
+
+/// The size of the block an allocation of `len` bytes takes, and the size of the free
+/// block it searches for when aligned to `align` (at least [`ALIGN`]: room for a gap of at
+/// least a block in front); `None` if no heap could hold it. The one rule of both, for the
+/// allocator and for the growth that must make a request fit (H5).
+pub fn block_sizes(len: u64, align: u64) -> Option<(u64, u64)> {
+    let payload = len.max(MIN_BLOCK - BLOCK_HEADER);
+    let need = payload.checked_add(BLOCK_HEADER + ALIGN - 1)? & !(ALIGN - 1);
+    if need >= MAX_CAPACITY {
+        return None;
+    }
+    let search = if align > ALIGN {
+        need.checked_add(align)?.checked_add(MIN_BLOCK)?
+    } else {
+        need
+    };
+    Some((need, search))
 }
 
 /// The allocated block whose payload starts at `payload`, given where the sentinel is and

@@ -12,7 +12,7 @@ use super::io_err;
 use crate::alloc::tlsf::{class_min, mapping_search};
 use crate::alloc::AllocError;
 use crate::error::{Error, Result};
-use crate::format::{self, ALIGN, BLOCK_HEADER, FL_COUNT, MIN_BLOCK};
+use crate::format::{self, ALIGN, FL_COUNT};
 use crate::map::{self, Mapping};
 use crate::mutant::{active, Mutant};
 use crate::offset::Offset;
@@ -20,14 +20,7 @@ use crate::offset::Offset;
 /// The free block size `Arena::alloc` searches for, for `len` bytes aligned to `align`
 /// (`None` if no heap could hold it).
 pub fn search_size(len: u64, align: u64) -> Option<u64> {
-    let payload = len.max(MIN_BLOCK - BLOCK_HEADER);
-    let need = payload.checked_add(BLOCK_HEADER + ALIGN - 1)? & !(ALIGN - 1);
-    let align = align.max(ALIGN);
-    if align > ALIGN {
-        need.checked_add(align)?.checked_add(MIN_BLOCK)
-    } else {
-        Some(need)
-    }
+    crate::alloc::block_sizes(len, align.max(ALIGN)).map(|(_, search)| search)
 }
 
 /// The smallest free block that TLSF's search is certain to find for `len` bytes aligned
