@@ -480,3 +480,50 @@ fn mutant_split_commit_first_is_caught_by_crash_enumeration() {
     let _watchdog = mapheap::watchdog!(300);
     caught_by_enumeration("SplitCommitFirst", 0x7c05, 8, false);
 }
+
+/// Not left to the random cases: a committed free whose block merges into the free block
+/// before it, with a death after every store of the guard (the free's entry, the commit,
+/// the merge, the count of frees done, the clearing). After a death past the merge, the
+/// block's header is a stale one inside its free neighbour, and recovery must see that the
+/// free was made (not refuse the log, not free again): every death recovers to a clean
+/// heap holding exactly the blocks after the free.
+#[test]
+fn a_committed_free_merged_into_its_free_neighbour_recovers_after_every_store() {
+    let _watchdog = mapheap::watchdog!(120);
+    let dir = common::tempdir();
+    let base = dir.path().join("base.heap");
+    let (x, y) = {
+        let heap = Heap::create_with(&base, &CreateOptions::new(96 << 10)).unwrap();
+        let mut g = heap.lock().unwrap();
+        let a = g.alloc_bytes(200, 8).unwrap();
+        let x = g.alloc_bytes(200, 8).unwrap();
+        let y = g.alloc_bytes(200, 8).unwrap();
+        g.commit().unwrap();
+        let mut g = heap.lock().unwrap();
+        g.free(a).unwrap();
+        (x, y)
+    };
+    let template = std::fs::read(&base).unwrap();
+    let mut deaths = 0;
+    for k in 1.. {
+        let path = fresh_copy(&template, dir.path(), "crash.heap");
+        let died = die(&path, k, |h| {
+            h.lock().map_err(fail)?.free(x).map_err(fail)?;
+            Ok(())
+        })
+        .unwrap();
+        let heap = Heap::open_with(&path, &opts())
+            .unwrap_or_else(|e| panic!("recovery after store {k} of the free's guard: {e}"));
+        let g = heap.lock().unwrap();
+        let report = g.check();
+        assert!(report.is_clean(), "after store {k}: {report:?}");
+        // Committed or not, y stands; x is gone once the commit store was made.
+        assert!(g.usable_size(y).is_ok(), "after store {k}: y was lost");
+        if !died {
+            assert!(g.usable_size(x).is_err(), "the free of x never took effect");
+            break;
+        }
+        deaths += 1;
+    }
+    assert!(deaths >= 10, "only {deaths} stores in the free's guard");
+}
