@@ -96,4 +96,15 @@ mod tests {
         assert!(Offset::<u8>::NULL.is_null());
         assert_eq!(o.cast::<u8>().raw(), 0x4010);
     }
+
+    /// What a failed assertion or a log line shows of an offset: its distance in hex, or
+    /// that it is null.
+    #[test]
+    fn an_offset_shows_its_distance_or_that_it_is_null() {
+        assert_eq!(
+            format!("{:?}", Offset::<u32>::from_raw(0x4010)),
+            "Offset(0x4010)"
+        );
+        assert_eq!(format!("{:?}", Offset::<u32>::NULL), "Offset(null)");
+    }
 }
