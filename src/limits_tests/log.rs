@@ -147,3 +147,39 @@ fn a_log_capacity_below_the_smallest_in_the_file_is_refused() {
         );
     }
 }
+
+/// A transaction trusts the log's descriptor it checked before only while the file says
+/// the same: a capacity changed in the file since (here halved, still a sound log) is
+/// checked again and honoured, so an image larger than the new capacity goes to an
+/// extension, not past the new end of the log.
+#[test]
+fn a_log_capacity_changed_in_the_file_is_honoured_by_the_next_transaction() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.heap");
+    let opts = CreateOptions {
+        log_capacity: Some(1024),
+        ..CreateOptions::new(256 << 10)
+    };
+    let heap = Heap::create_with(&path, &opts).unwrap();
+    let data = heap.lock().unwrap().alloc_bytes(600, 8).unwrap();
+    {
+        // A logged write: the transaction checks the log's descriptor and keeps it.
+        let mut g = heap.lock().unwrap();
+        g.bytes_mut(data, 8).unwrap()[0] = 1;
+        assert_eq!(g.own_blocks().len(), 1);
+    }
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&512u64.to_le_bytes(), crate::alloc::st!(log.cap))
+        .unwrap();
+    let mut g = heap.lock().unwrap();
+    assert_eq!(g.log_usage(), (0, 512));
+    g.bytes_mut(data, 600).unwrap()[0] = 2;
+    assert_eq!(
+        g.own_blocks().len(),
+        2,
+        "an image of 616 bytes in a log of 512 needs an extension"
+    );
+    drop(g);
+    assert!(heap.lock().unwrap().check().is_clean());
+}
