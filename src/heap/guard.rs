@@ -158,22 +158,21 @@ impl<'h> HeapGuard<'h> {
     /// [`HeapGuard::new`] past its common case: validates or remaps the mapping, and
     /// recovers if the lock was taken over or anything was left in flight.
     #[inline(never)]
-    fn settle(self, acquired: Acquired, first: bool) -> Result<HeapGuard<'h>> {
-        let mut g = self;
+    fn settle(mut self, acquired: Acquired, first: bool) -> Result<HeapGuard<'h>> {
         if first && !active(Mutant::TrustCapacityAtOpen) {
-            let (capacity, generation) = g.seen();
-            g.remap(capacity, generation)?;
+            let (capacity, generation) = self.seen();
+            self.remap(capacity, generation)?;
         } else {
-            g.refresh()?;
+            self.refresh()?;
         }
         let dead = match acquired {
             Acquired::Recovered { dead } => Some(dead),
             Acquired::Clean => None,
         };
-        if dead.is_some() || super::leftovers(&g.arena()) {
-            g.recover(dead)?;
+        if dead.is_some() || super::leftovers(&self.arena()) {
+            self.recover(dead)?;
         }
-        Ok(g)
+        Ok(self)
     }
 
     /// Repairs the allocator, then ends the logged transaction (rolls it back, or finishes

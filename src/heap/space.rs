@@ -99,11 +99,12 @@ impl HeapGuard<'_> {
         let off = self
             .alloc_bytes(size_of::<T>() as u64, align_of::<T>() as u64)?
             .cast::<T>();
+        // A block this guard allocated needs no image: this is what `write` would do,
+        // without resolving again what was just allocated.
         // SAFETY: `alloc_bytes` just returned the payload of a block this guard allocated:
         // at least `size_of::<T>()` bytes, aligned to `align_of::<T>()`, inside the arena,
         // which the mapping covers (H3; a growth it made remapped); `&mut self` makes this
-        // the only access, and T is Pod. A block this guard allocated needs no image, so
-        // this is what `write` would do, without resolving what was just allocated.
+        // the only access, and T is Pod.
         unsafe { self.base().add(off.raw() as usize).cast::<T>().write(value) };
         Ok(off)
     }

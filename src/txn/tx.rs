@@ -28,7 +28,7 @@ pub struct Tx {
     /// transaction does not check them again while they have not changed.
     seg0: Option<Segment>,
     /// Per range start (a payload, or a root entry): how many of its bytes need no image,
-    /// because they are imaged already, or all of them (`u64::MAX`) for a block this
+    /// because they are imaged already, or all of them ([`FRESH`]) for a block this
     /// transaction allocated. (One map, so that a write looks up one key once.)
     imaged: SmallMap,
     /// Payloads this transaction frees at commit (the value is unused).
