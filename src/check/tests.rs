@@ -371,3 +371,41 @@ fn unknown_flags_are_reported_by_their_bits_alone() {
     poke(&g, st!(flags), 0);
     assert!(g.check().is_clean());
 }
+
+/// `NotZero` names the first byte that is not zero, for a byte at each position of a word
+/// (first, middle, last) in each of the zero ranges: a report that names the wrong byte
+/// sends whoever reads it to the wrong place.
+#[test]
+fn a_byte_not_zero_is_reported_at_its_own_offset() {
+    let _watchdog = crate::watchdog!(30);
+    let dir = tempfile::tempdir().unwrap();
+    let heap = Heap::create(dir.path().join("h.heap"), 96 << 10).unwrap();
+    let g = heap.lock().unwrap();
+    for r in super::header::zero_ranges() {
+        let first_word = r.start.next_multiple_of(8);
+        let last_word = (r.end - 1) & !7;
+        let bytes = [
+            r.start,
+            first_word + 3,
+            last_word + 7,
+            (r.start + r.end) / 2,
+        ];
+        for byte in bytes.into_iter().filter(|b| r.contains(b)) {
+            let word = byte & !7;
+            let old = peek(&g, word);
+            poke(&g, word, old | 0x5a << (8 * (byte - word)));
+            let reported: Vec<u64> = g
+                .check()
+                .violations
+                .iter()
+                .filter_map(|v| match v {
+                    super::Violation::NotZero { offset } => Some(*offset),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(reported, vec![byte], "byte {byte} of the zero range {r:?}");
+            poke(&g, word, old);
+        }
+    }
+    assert!(g.check().is_clean());
+}

@@ -303,7 +303,7 @@ impl<'h> HeapGuard<'h> {
 
     /// Bytes of undo log the transaction uses so far, and the log's capacity.
     pub fn log_usage(&self) -> (u64, u64) {
-        (self.local.tx.len(), self.arena().state().log.cap)
+        (self.local.tx.log_len(), self.arena().state().log.cap)
     }
 }
 

@@ -55,14 +55,9 @@ impl Tx {
         !self.freed.is_empty() && self.freed.contains(payload)
     }
 
-    /// Bytes of log in use.
-    pub fn len(&self) -> u64 {
+    /// Bytes of log in use (whether any is: [`Tx::active`]).
+    pub fn log_len(&self) -> u64 {
         self.len
-    }
-
-    /// Whether the log is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Forgets everything (after the log was committed, rolled back or recovered).
