@@ -96,6 +96,9 @@ mod imp {
         /// Unwind after this many more stores (0: never).
         static UNWIND_AFTER_STORES: Cell<u64> = const { Cell::new(0) };
         static DYING: Cell<bool> = const { Cell::new(false) };
+        /// The next `map::reserve` fails as a file system that fills up during the call
+        /// does, keeping this many bytes of the growth (0: off).
+        static PARTIAL_RESERVE: Cell<u64> = const { Cell::new(0) };
         /// Named points passed since `count_stores`, with the store count at each.
         static MARKS: std::cell::RefCell<Vec<(CrashPoint, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -149,6 +152,15 @@ mod imp {
 
     pub fn dying() -> bool {
         EVER.load(Ordering::Relaxed) && DYING.with(|d| d.get())
+    }
+
+    pub fn arm_partial_reserve(kept: Option<u64>) {
+        PARTIAL_RESERVE.with(|c| c.set(kept.unwrap_or(0)));
+    }
+
+    pub fn take_partial_reserve() -> Option<u64> {
+        let k = PARTIAL_RESERVE.with(|c| c.replace(0));
+        (k != 0).then_some(k)
     }
 
     #[inline]
@@ -280,6 +292,28 @@ pub fn marks() -> Vec<(CrashPoint, u64)> {
 #[inline]
 pub fn dying() -> bool {
     imp::dying()
+}
+
+/// Makes this thread's next `map::reserve` fail with ENOSPC after it extended the file by
+/// `kept` bytes, as ext4 and XFS do when the disk fills during `fallocate` (they keep the
+/// blocks taken, and ext4 the length reached); `None` disarms. A tmpfs gives everything
+/// back itself, so the full-disk test on one cannot show this.
+#[cfg(feature = "mutants")]
+pub fn arm_partial_reserve(kept: Option<u64>) {
+    imp::arm_partial_reserve(kept)
+}
+
+/// The partial reservation armed for this thread, disarming it.
+#[cfg(feature = "mutants")]
+pub fn take_partial_reserve() -> Option<u64> {
+    imp::take_partial_reserve()
+}
+
+/// No partial reservation is ever armed in a normal build.
+#[cfg(not(feature = "mutants"))]
+#[inline(always)]
+pub fn take_partial_reserve() -> Option<u64> {
+    None
 }
 
 /// Whether this thread is unwinding out of a simulated death (never, in a normal build).

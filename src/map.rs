@@ -16,6 +16,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::ptr::NonNull;
 
+use crate::mutant::{active, Mutant};
+
 /// One `MAP_SHARED` read-write mapping of a file, unmapped on drop.
 pub struct Mapping {
     ptr: NonNull<u8>,
@@ -115,21 +117,46 @@ pub fn open_file(path: &Path) -> io::Result<File> {
 }
 
 /// Makes `file` at least `len` bytes long with its blocks reserved. Falls back to
-/// `set_len` where the file system cannot `fallocate`.
+/// `set_len` where the file system cannot `fallocate`. A reservation that fails leaves the
+/// file as it was: ext4 and XFS keep the blocks of a `fallocate` that ran out of space
+/// half-way (ext4 the length it reached, too), and a disk left full by a refused growth
+/// would fail every other writer on it.
 pub fn reserve(file: &File, len: u64) -> io::Result<()> {
     let cur = file.metadata()?.len();
     if cur >= len {
         return Ok(());
     }
-    // SAFETY: fallocate on a descriptor we own; no memory is passed.
-    let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, cur as i64, (len - cur) as i64) };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
+    let e = match fallocate(file, cur, len - cur) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
     match e.raw_os_error() {
         Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => file.set_len(len),
-        _ => Err(e),
+        _ => {
+            // Shrinking back is safe (M2 is about attached mappings): every mapping ends
+            // within the length the file had when it was made (M3), so within `cur`, and
+            // no process maps more while this one grows the heap under the lock.
+            if !active(Mutant::KeepFailedReserve) {
+                let _ = file.set_len(cur);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `fallocate(file, 0, at, n)`; in tests, maybe a file system that fills up half-way
+/// (`fault::arm_partial_reserve`).
+fn fallocate(file: &File, at: u64, n: u64) -> io::Result<()> {
+    if let Some(kept) = crate::fault::take_partial_reserve() {
+        file.set_len(at + kept.min(n))?;
+        return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+    }
+    // SAFETY: fallocate on a descriptor we own; no memory is passed.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, at as i64, n as i64) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -144,6 +171,36 @@ mod tests {
         assert_eq!(f.metadata().unwrap().len(), 8192);
         reserve(&f, 4096).unwrap();
         assert_eq!(f.metadata().unwrap().len(), 8192);
+    }
+
+    /// A reservation the file system fails half-way gives back what it took: the file has
+    /// its old length, and a later reservation works.
+    #[test]
+    fn a_reservation_that_runs_out_of_space_half_way_leaves_the_file_as_it_was() {
+        let f = tempfile::tempfile().unwrap();
+        reserve(&f, 8192).unwrap();
+        crate::fault::arm_partial_reserve(Some(4096));
+        let e = reserve(&f, 8192 * 4).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(
+            f.metadata().unwrap().len(),
+            8192,
+            "the kept part was not given back"
+        );
+        reserve(&f, 8192 * 4).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 8192 * 4);
+    }
+
+    #[test]
+    fn mutant_keep_failed_reserve_is_caught_by_the_half_way_test() {
+        let f = tempfile::tempfile().unwrap();
+        reserve(&f, 8192).unwrap();
+        crate::fault::arm_partial_reserve(Some(4096));
+        let kept = crate::mutant::with(Mutant::KeepFailedReserve, || {
+            reserve(&f, 8192 * 4).unwrap_err();
+            f.metadata().unwrap().len()
+        });
+        assert_eq!(kept, 8192 + 4096, "the mutant gave the space back");
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub enum Mutant {
     CreateInPlace,
     /// Growth extends the file with `set_len` (sparse) instead of reserving its blocks.
     GrowWithoutReserve,
+    /// A reservation that fails half-way keeps the space the file system gave it.
+    KeepFailedReserve,
     /// `open` accepts an identity block without checking magic, version and checksum.
     SkipIdentityCheck,
     /// `lock` does not notice that it runs in a fork child of the handle's process.
@@ -154,6 +156,7 @@ impl Mutant {
         Mutant::CounterDrift,
         Mutant::CreateInPlace,
         Mutant::GrowWithoutReserve,
+        Mutant::KeepFailedReserve,
         Mutant::SkipIdentityCheck,
         Mutant::IgnoreFork,
         Mutant::StaleMapping,

@@ -603,3 +603,33 @@ fn a_recovery_reports_what_it_did_to_the_transaction() {
         assert!(g.check().is_clean());
     }
 }
+
+/// A growth that the file system refuses half-way (ext4 and XFS keep what a failed
+/// `fallocate` took) is `NoSpace`, and leaves the heap, the file's length and the disk as
+/// they were; the same growth works once there is room.
+#[test]
+fn a_growth_refused_half_way_by_the_disk_gives_the_space_back() {
+    let _watchdog = crate::watchdog!(30);
+    let (_dir, path, heap) = fresh(64 << 10);
+    let mut g = heap.lock().unwrap();
+    let (cap, len) = (g.capacity(), std::fs::metadata(&path).unwrap().len());
+    crate::fault::arm_partial_reserve(Some(8192));
+    match g.grow(cap + (1 << 20)) {
+        Err(Error::NoSpace { size, source, .. }) => {
+            assert_eq!(
+                (size, source.raw_os_error()),
+                (cap + (1 << 20), Some(libc::ENOSPC))
+            )
+        }
+        r => panic!("grow: {r:?}"),
+    }
+    assert_eq!(g.capacity(), cap);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        len,
+        "the file kept the space"
+    );
+    assert!(g.check().is_clean());
+    g.grow(cap + (1 << 20)).unwrap();
+    assert_eq!(g.capacity(), cap + (1 << 20));
+}
