@@ -70,6 +70,9 @@ pub enum Mutant {
     GrowWithoutReserve,
     /// A reservation that fails half-way keeps the space the file system gave it.
     KeepFailedReserve,
+    /// The direct allocation path stores the shrinking header that commits a split before
+    /// the tail's header exists (the planned path's `SplitCommitFirst`, in the other path).
+    DirectCommitFirst,
     /// `open` accepts an identity block without checking magic, version and checksum.
     SkipIdentityCheck,
     /// `lock` does not notice that it runs in a fork child of the handle's process.
@@ -157,6 +160,7 @@ impl Mutant {
         Mutant::CreateInPlace,
         Mutant::GrowWithoutReserve,
         Mutant::KeepFailedReserve,
+        Mutant::DirectCommitFirst,
         Mutant::SkipIdentityCheck,
         Mutant::IgnoreFork,
         Mutant::StaleMapping,
@@ -214,6 +218,19 @@ mod imp {
         THREAD.with(|t| t.get()) == id || PROCESS.load(Ordering::Relaxed) == id
     }
 
+    #[inline]
+    pub fn others_active(m: Mutant) -> bool {
+        if !EVER.load(Ordering::Relaxed) {
+            return false;
+        }
+        let (id, t, p) = (
+            m as u32,
+            THREAD.with(|t| t.get()),
+            PROCESS.load(Ordering::Relaxed),
+        );
+        (t != 0 && t != id) || (p != 0 && p != id)
+    }
+
     pub fn set_thread(m: Option<Mutant>) {
         if m.is_some() {
             EVER.store(true, Ordering::Relaxed);
@@ -240,6 +257,20 @@ pub fn active(m: Mutant) -> bool {
 #[cfg(not(feature = "mutants"))]
 #[inline(always)]
 pub fn active(_m: Mutant) -> bool {
+    false
+}
+
+/// Whether a seeded bug other than `m` is switched on (for a fast path that must leave
+/// the other seeded bugs to the path they are in). Always `false` without the feature.
+#[cfg(feature = "mutants")]
+pub fn others_active(m: Mutant) -> bool {
+    imp::others_active(m)
+}
+
+/// Whether a seeded bug other than `m` is switched on. Always `false` without the feature.
+#[cfg(not(feature = "mutants"))]
+#[inline(always)]
+pub fn others_active(_m: Mutant) -> bool {
     false
 }
 

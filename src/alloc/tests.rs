@@ -6,13 +6,13 @@ use super::*;
 use crate::format::{FL_COUNT, HEADER_SIZE, MIN_BLOCK};
 
 /// A page-aligned, zeroed buffer holding a freshly formatted arena.
-struct Buf {
+pub(super) struct Buf {
     ptr: *mut u8,
     layout: std::alloc::Layout,
 }
 
 impl Buf {
-    fn new(len: usize) -> Buf {
+    pub(super) fn new(len: usize) -> Buf {
         Buf::with_capacity(len, len as u64)
     }
 
@@ -29,10 +29,27 @@ impl Buf {
         b
     }
 
-    fn arena(&self) -> Arena<'_> {
+    pub(super) fn arena(&self) -> Arena<'_> {
         // SAFETY: `ptr` is a page-aligned allocation of `layout.size()` bytes that lives as
         // long as `self`; this thread is the only user, which stands in for the lock.
         unsafe { Arena::new(self.ptr, self.layout.size() as u64, 4096) }
+    }
+}
+
+impl Buf {
+    /// Every byte of the buffer.
+    pub(super) fn bytes(&self) -> Vec<u8> {
+        // SAFETY: `ptr` holds `layout.size()` initialised (zeroed, then written) bytes, and
+        // nothing writes them while this `&self` borrow copies them.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.layout.size()).to_vec() }
+    }
+
+    /// Overwrites every byte with `bytes` (of the same length).
+    pub(super) fn set_bytes(&self, bytes: &[u8]) {
+        assert_eq!(bytes.len(), self.layout.size());
+        // SAFETY: as in `bytes`; this thread is the buffer's only user and no arena over
+        // it is alive across the call (callers make a new one after it).
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr, bytes.len()) }
     }
 }
 
@@ -221,14 +238,6 @@ fn free_refuses_a_used_header_whose_size_runs_past_the_sentinel() {
             assert_eq!((offset, reason), (last, "not the start of a block"));
         }
         r => panic!("a used block running past the sentinel was freed: {r:?}"),
-    }
-}
-
-impl Buf {
-    fn bytes(&self) -> Vec<u8> {
-        // SAFETY: `ptr` holds `layout.size()` initialised bytes (zeroed at allocation);
-        // nothing writes them while the copy is made (one thread, no arena borrowed).
-        unsafe { std::slice::from_raw_parts(self.ptr, self.layout.size()).to_vec() }
     }
 }
 

@@ -276,11 +276,15 @@ impl Tx {
         let at = self.room(a, ENTRY_HEADER)?;
         let pos = self.len;
         let len = Self::len_word(pos + ENTRY_HEADER);
-        let payload = a.alloc_with(size, align, |e, payload| {
-            e.put(at, word0(EntryKind::Alloc, 0))?;
-            e.put(at + 8, payload)?;
-            e.set_st(st!(log.len), len)
-        })?;
+        let head = word0(EntryKind::Alloc, 0);
+        let payload = match a.alloc_logged_direct(size, align, at, head, len) {
+            Some(p) => p,
+            None => a.alloc_with(size, align, |e, payload| {
+                e.put(at, head)?;
+                e.put(at + 8, payload)?;
+                e.set_st(st!(log.len), len)
+            })?,
+        };
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
         self.len = pos + ENTRY_HEADER;
         self.entries.push(Entry {

@@ -1,0 +1,142 @@
+//! The common logged allocation, made directly: the same stores as the planned one
+//! ([`Editor::plan_alloc`](super::Editor::plan_alloc) with the transaction log's record of
+//! the block), in the same order, without the plan.
+//!
+//! Invariant: it takes only the case it can check whole from the file before its first
+//! store (D1): a word-aligned request carved from the head of a list whose block is large
+//! enough to split, whose tail files where no bitmap changes. Everything else, every
+//! anomaly included, it declines with nothing written, and the planned path then allocates
+//! or refuses with its error. Its store order is the planned path's (A3), so the repair of
+//! a death between any two of its stores is the one the plan path's needs; the marks of
+//! the crash points fall where the plan's do. `alloc::tests` holds the two paths to the
+//! same bytes after every prefix of their stores, on random arenas.
+
+use std::sync::atomic::Ordering;
+
+use super::lists::{head_at, list_index};
+use super::tlsf::mapping_insert;
+use super::{st, Arena};
+use crate::fault::CrashPoint;
+use crate::format::block::{self, FREE, PREV_FREE};
+use crate::format::{ALIGN, BLOCK_HEADER, FL_COUNT, HEADER_SIZE, INTENT_ALLOC, INTENT_NONE};
+use crate::format::{MAX_CAPACITY, MIN_BLOCK};
+use crate::mutant::{active, others_active, Mutant};
+
+impl Arena<'_> {
+    /// Allocates `size` bytes aligned to `align` and records the block in the log entry at
+    /// `entry` (two words: `head`, then the payload; then the state's `log.len` becomes
+    /// `log_len`), if the request is the common case (see the module); `None`, with
+    /// nothing written, if it is not.
+    #[inline]
+    pub fn alloc_logged_direct(
+        &mut self,
+        size: u64,
+        align: u64,
+        entry: u64,
+        head: u64,
+        log_len: u64,
+    ) -> Option<u64> {
+        // A seeded bug elsewhere in the allocator is in the planned path only: its test
+        // must meet it there.
+        if !align.is_power_of_two() || align > ALIGN || others_active(Mutant::DirectCommitFirst) {
+            return None;
+        }
+        let payload = size.max(MIN_BLOCK - BLOCK_HEADER);
+        let need = payload.checked_add(BLOCK_HEADER + ALIGN - 1)? & !(ALIGN - 1);
+        if need >= MAX_CAPACITY {
+            return None;
+        }
+        let b = self.find_suitable(need)?;
+        let st = self.state();
+        let end = st.capacity.min(self.map_len);
+        let sentinel = self.sentinel();
+        let ok = |at: u64| {
+            at >= HEADER_SIZE && at.is_multiple_of(8) && at.checked_add(8).is_some_and(|e| e <= end)
+        };
+        let h = block::decode(b, self.word_at(b, end)?)?;
+        let bsize = h.size;
+        if !h.is_free() || bsize < need + MIN_BLOCK || b.checked_add(bsize)? > sentinel {
+            return None;
+        }
+        let (fl, sl) = mapping_insert(bsize);
+        let (tfl, tsl) = mapping_insert(bsize - need);
+        if fl >= FL_COUNT || tfl >= FL_COUNT {
+            return None;
+        }
+        let (idx, tidx) = (list_index(fl, sl), list_index(tfl, tsl));
+        // The block is its list's head, with no predecessor, and its successor points back.
+        let next = self.word_at(b + 8, end)?;
+        if self.word_at(b + 16, end)? != 0 || st.heads[idx] != b {
+            return None;
+        }
+        if next != 0 && self.word_at(next.wrapping_add(16), end)? != b {
+            return None;
+        }
+        // The tail's list: this one (its head becomes the tail: one store), or another
+        // that is not empty while this one does not empty (no bitmap changes either way).
+        let thead = if tidx == idx { next } else { st.heads[tidx] };
+        if tidx != idx && (next == 0 || thead == 0) {
+            return None;
+        }
+        if (thead != 0 && !ok(thead.wrapping_add(16))) || !ok(entry) || !ok(entry + 8) {
+            return None;
+        }
+        let t = b + need;
+        let counters = [st.used_bytes, st.used_blocks, st.free_bytes];
+        // Checked whole: from here on every store is made, in the plan's order.
+        self.put_state(st!(intent.block), b);
+        self.put_state(st!(intent.op), INTENT_ALLOC);
+        self.put_state(head_at(idx), if tidx == idx { t } else { next });
+        if next != 0 {
+            self.put(next + 16, 0);
+        }
+        let bflags = h.flags & PREV_FREE;
+        if active(Mutant::DirectCommitFirst) {
+            self.put(b, block::encode(b, need, bflags));
+        }
+        self.put(t, block::encode(t, bsize - need, FREE));
+        self.put(b + bsize - 8, bsize - need);
+        crate::fault::hit(CrashPoint::SplitTailWritten);
+        self.put(b, block::encode(b, need, bflags));
+        self.put(t + 8, thead);
+        self.put(t + 16, 0);
+        if thead != 0 {
+            self.put(thead + 16, t);
+        }
+        if tidx != idx {
+            self.put_state(head_at(tidx), t);
+        }
+        crate::fault::hit(CrashPoint::AllocCommitted);
+        self.put(entry, head);
+        self.put(entry + 8, b + BLOCK_HEADER);
+        self.put_state(st!(log.len), log_len);
+        self.put_state(st!(used_bytes), counters[0].wrapping_add(need));
+        self.put_state(st!(used_blocks), counters[1].wrapping_add(1));
+        self.put_state(st!(free_bytes), counters[2].wrapping_sub(need));
+        self.put_state(st!(intent.op), INTENT_NONE);
+        Some(b + BLOCK_HEADER)
+    }
+
+    /// The arena word at `at` if it lies below `end` (the capacity and the mapping).
+    #[inline]
+    fn word_at(&self, at: u64, end: u64) -> Option<u64> {
+        (at >= HEADER_SIZE && at.is_multiple_of(8) && at.checked_add(8)? <= end)
+            .then(|| self.cell_unchecked(at).load(Ordering::Relaxed))
+    }
+
+    /// A store through the counted path (D2) to a word checked above.
+    #[inline]
+    fn put(&mut self, at: u64, value: u64) {
+        self.cell_unchecked(at).store(value, Ordering::Release);
+        crate::fault::stored();
+    }
+
+    /// A store through the counted path (D2) to a state word.
+    #[inline]
+    fn put_state(&mut self, at: u64, value: u64) {
+        self.put(at, value);
+    }
+}
+
+#[cfg(test)]
+mod tests;
