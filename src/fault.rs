@@ -96,9 +96,9 @@ mod imp {
         /// Unwind after this many more stores (0: never).
         static UNWIND_AFTER_STORES: Cell<u64> = const { Cell::new(0) };
         static DYING: Cell<bool> = const { Cell::new(false) };
-        /// The next `map::reserve` fails as a file system that fills up during the call
-        /// does, keeping this many bytes of the growth (0: off).
-        static PARTIAL_RESERVE: Cell<u64> = const { Cell::new(0) };
+        /// How the next `map::reserve`'s `fallocate` fails: the bytes of the growth it
+        /// keeps, and its errno (0: it does not fail).
+        static RESERVE_FAILURE: Cell<(u64, i32)> = const { Cell::new((0, 0)) };
         /// Named points passed since `count_stores`, with the store count at each.
         static MARKS: std::cell::RefCell<Vec<(CrashPoint, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -154,13 +154,13 @@ mod imp {
         EVER.load(Ordering::Relaxed) && DYING.with(|d| d.get())
     }
 
-    pub fn arm_partial_reserve(kept: Option<u64>) {
-        PARTIAL_RESERVE.with(|c| c.set(kept.unwrap_or(0)));
+    pub fn arm_reserve_failure(f: Option<(u64, i32)>) {
+        RESERVE_FAILURE.with(|c| c.set(f.unwrap_or((0, 0))));
     }
 
-    pub fn take_partial_reserve() -> Option<u64> {
-        let k = PARTIAL_RESERVE.with(|c| c.replace(0));
-        (k != 0).then_some(k)
+    pub fn take_reserve_failure() -> Option<(u64, i32)> {
+        let f = RESERVE_FAILURE.with(|c| c.replace((0, 0)));
+        (f.1 != 0).then_some(f)
     }
 
     #[inline]
@@ -294,25 +294,26 @@ pub fn dying() -> bool {
     imp::dying()
 }
 
-/// Makes this thread's next `map::reserve` fail with ENOSPC after it extended the file by
-/// `kept` bytes, as ext4 and XFS do when the disk fills during `fallocate` (they keep the
-/// blocks taken, and ext4 the length reached); `None` disarms. A tmpfs gives everything
-/// back itself, so the full-disk test on one cannot show this.
+/// Makes this thread's next `map::reserve` see its `fallocate` fail with `errno` after
+/// extending the file by `kept` bytes: ENOSPC with some bytes kept is what ext4 and XFS do
+/// when the disk fills during the call (they keep the blocks taken, and ext4 the length
+/// reached; a tmpfs gives everything back itself, so the full-disk test on one cannot show
+/// it); EOPNOTSUPP is a file system without `fallocate`. `None` disarms.
 #[cfg(feature = "mutants")]
-pub fn arm_partial_reserve(kept: Option<u64>) {
-    imp::arm_partial_reserve(kept)
+pub fn arm_reserve_failure(failure: Option<(u64, i32)>) {
+    imp::arm_reserve_failure(failure)
 }
 
-/// The partial reservation armed for this thread, disarming it.
+/// The reservation failure armed for this thread (kept bytes, errno), disarming it.
 #[cfg(feature = "mutants")]
-pub fn take_partial_reserve() -> Option<u64> {
-    imp::take_partial_reserve()
+pub fn take_reserve_failure() -> Option<(u64, i32)> {
+    imp::take_reserve_failure()
 }
 
-/// No partial reservation is ever armed in a normal build.
+/// No reservation failure is ever armed in a normal build.
 #[cfg(not(feature = "mutants"))]
 #[inline(always)]
-pub fn take_partial_reserve() -> Option<u64> {
+pub fn take_reserve_failure() -> Option<(u64, i32)> {
     None
 }
 

@@ -144,12 +144,12 @@ pub fn reserve(file: &File, len: u64) -> io::Result<()> {
     }
 }
 
-/// `fallocate(file, 0, at, n)`; in tests, maybe a file system that fills up half-way
-/// (`fault::arm_partial_reserve`).
+/// `fallocate(file, 0, at, n)`; in tests, maybe a file system that fills up half-way or
+/// has no `fallocate` (`fault::arm_reserve_failure`).
 fn fallocate(file: &File, at: u64, n: u64) -> io::Result<()> {
-    if let Some(kept) = crate::fault::take_partial_reserve() {
+    if let Some((kept, errno)) = crate::fault::take_reserve_failure() {
         file.set_len(at + kept.min(n))?;
-        return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        return Err(io::Error::from_raw_os_error(errno));
     }
     // SAFETY: fallocate on a descriptor we own; no memory is passed.
     let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, at as i64, n as i64) };
@@ -179,7 +179,7 @@ mod tests {
     fn a_reservation_that_runs_out_of_space_half_way_leaves_the_file_as_it_was() {
         let f = tempfile::tempfile().unwrap();
         reserve(&f, 8192).unwrap();
-        crate::fault::arm_partial_reserve(Some(4096));
+        crate::fault::arm_reserve_failure(Some((4096, libc::ENOSPC)));
         let e = reserve(&f, 8192 * 4).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
         assert_eq!(
@@ -191,11 +191,23 @@ mod tests {
         assert_eq!(f.metadata().unwrap().len(), 8192 * 4);
     }
 
+    /// Where the file system has no `fallocate`, the file is lengthened without it.
+    #[test]
+    fn a_file_system_without_fallocate_gets_the_length_set() {
+        for errno in [libc::EOPNOTSUPP, libc::ENOSYS] {
+            let f = tempfile::tempfile().unwrap();
+            reserve(&f, 8192).unwrap();
+            crate::fault::arm_reserve_failure(Some((0, errno)));
+            reserve(&f, 8192 * 4).unwrap();
+            assert_eq!(f.metadata().unwrap().len(), 8192 * 4, "errno {errno}");
+        }
+    }
+
     #[test]
     fn mutant_keep_failed_reserve_is_caught_by_the_half_way_test() {
         let f = tempfile::tempfile().unwrap();
         reserve(&f, 8192).unwrap();
-        crate::fault::arm_partial_reserve(Some(4096));
+        crate::fault::arm_reserve_failure(Some((4096, libc::ENOSPC)));
         let kept = crate::mutant::with(Mutant::KeepFailedReserve, || {
             reserve(&f, 8192 * 4).unwrap_err();
             f.metadata().unwrap().len()

@@ -409,3 +409,28 @@ fn a_byte_not_zero_is_reported_at_its_own_offset() {
     }
     assert!(g.check().is_clean());
 }
+
+/// A log left committed is reported at the length it holds, without the committed bit.
+#[test]
+fn a_committed_log_is_reported_at_its_length() {
+    let _watchdog = crate::watchdog!(30);
+    let dir = tempfile::tempdir().unwrap();
+    let heap = Heap::create(dir.path().join("h.heap"), 96 << 10).unwrap();
+    let g = heap.lock().unwrap();
+    poke(&g, st!(log.len), LOG_COMMITTED);
+    let at: Vec<u64> = g
+        .check()
+        .violations
+        .iter()
+        .filter_map(|v| match v {
+            super::Violation::Log {
+                pos,
+                fault: LogFault::Committed,
+            } => Some(*pos),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(at, vec![0]);
+    poke(&g, st!(log.len), 0);
+    assert!(g.check().is_clean());
+}

@@ -613,7 +613,7 @@ fn a_growth_refused_half_way_by_the_disk_gives_the_space_back() {
     let (_dir, path, heap) = fresh(64 << 10);
     let mut g = heap.lock().unwrap();
     let (cap, len) = (g.capacity(), std::fs::metadata(&path).unwrap().len());
-    crate::fault::arm_partial_reserve(Some(8192));
+    crate::fault::arm_reserve_failure(Some((8192, libc::ENOSPC)));
     match g.grow(cap + (1 << 20)) {
         Err(Error::NoSpace { size, source, .. }) => {
             assert_eq!(
@@ -632,4 +632,31 @@ fn a_growth_refused_half_way_by_the_disk_gives_the_space_back() {
     assert!(g.check().is_clean());
     g.grow(cap + (1 << 20)).unwrap();
     assert_eq!(g.capacity(), cap + (1 << 20));
+}
+
+/// `stats().free_histogram` counts each free block in the power-of-two bucket of its size
+/// and ends at the last bucket that holds one, as the block map (`blocks()`) says.
+#[test]
+fn the_free_histogram_counts_each_free_block_in_its_bucket() {
+    let _watchdog = crate::watchdog!(30);
+    let (_dir, _path, heap) = fresh(256 << 10);
+    let mut g = heap.lock().unwrap();
+    let mut live = Vec::new();
+    for size in [24u64, 100, 40, 500, 24, 2000, 100, 5000, 24] {
+        live.push(g.alloc_bytes(size, 8).unwrap());
+    }
+    // Every other block freed: free blocks of several sizes, none merged.
+    for off in live.iter().step_by(2) {
+        g.free(*off).unwrap();
+    }
+    drop(g);
+    let g = heap.lock().unwrap();
+    let mut want = vec![0u64; 64];
+    for b in g.blocks().iter().filter(|b| b.free) {
+        want[b.size.ilog2() as usize] += 1;
+    }
+    let last = want.iter().rposition(|&n| n != 0).unwrap();
+    want.truncate(last + 1);
+    assert!(want.iter().filter(|&&n| n != 0).count() >= 3, "{want:?}");
+    assert_eq!(g.stats().free_histogram, want);
 }

@@ -249,3 +249,41 @@ fn each_log_fault_has_words_of_its_own_and_its_error_says_them() {
         );
     }
 }
+
+/// A committed free whose target's "stale header" would be the last word of a free block
+/// (its footer, which the repair rewrites) is refused as `BadTarget`, the arena as it was:
+/// a stale header is one the repair's stores do not touch.
+#[test]
+fn recovery_refuses_a_committed_free_whose_stale_header_is_a_footer() {
+    use crate::format::block::{encode, FREE};
+    use crate::format::LOG_COMMITTED;
+    let _watchdog = crate::watchdog!(30);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.heap");
+    let (p, log) = heap_with_a_block(&path);
+    {
+        let heap = Heap::open(&path).unwrap();
+        heap.lock()
+            .unwrap()
+            .free(crate::offset::Offset::<u8>::from_raw(p))
+            .unwrap();
+    }
+    // p's block is free now, 72 bytes from p - 8: its footer is the word at p + 56. Made
+    // to read as a free header there, it would pass the free's own test of its target.
+    let footer = p + 56;
+    poke(&path, footer, encode(footer, 32, FREE));
+    poke(&path, log, word0(EntryKind::Free, 0));
+    poke(&path, log + 8, footer + 8);
+    poke(&path, st!(log.len), 16 | LOG_COMMITTED);
+    let before = std::fs::read(&path).unwrap();
+    match Heap::open(&path) {
+        Err(Error::Txn(TxnError::BadLog { pos: 0, fault })) => {
+            assert_eq!(fault, LogFault::BadTarget);
+            assert_arena_as(&path, &before);
+        }
+        other => panic!(
+            "a committed free of a footer: {:?}",
+            other.map(|_| "opened")
+        ),
+    }
+}
