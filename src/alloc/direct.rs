@@ -3,8 +3,8 @@
 //! the block), in the same order, without the plan.
 //!
 //! Invariant: it takes only the case it can check whole from the file before its first
-//! store (D1): a word-aligned request carved from the head of a list whose block is large
-//! enough to split, whose tail files where no bitmap changes. Everything else, every
+//! store (D1): a word-aligned request served by the head of a list, split (its tail filed
+//! where no bitmap bit changes) or whole (the list keeping a block). Everything else, every
 //! anomaly included, it declines with nothing written, and the planned path then allocates
 //! or refuses with its error. Its store order is the planned path's (A3), so the repair of
 //! a death between any two of its stores is the one the plan path's needs; the marks of
@@ -55,15 +55,17 @@ impl Arena<'_> {
         };
         let h = block::decode(b, self.word_at(b, end)?)?;
         let bsize = h.size;
-        if !h.is_free() || bsize < need + MIN_BLOCK || b.checked_add(bsize)? > sentinel {
+        if !h.is_free() || bsize < need || b.checked_add(bsize)? > sentinel {
+            return None;
+        }
+        if !ok(entry) || !ok(entry + 8) {
             return None;
         }
         let (fl, sl) = mapping_insert(bsize);
-        let (tfl, tsl) = mapping_insert(bsize - need);
-        if fl >= FL_COUNT || tfl >= FL_COUNT {
+        if fl >= FL_COUNT {
             return None;
         }
-        let (idx, tidx) = (list_index(fl, sl), list_index(tfl, tsl));
+        let idx = list_index(fl, sl);
         // The block is its list's head, with no predecessor, and its successor points back.
         let next = self.word_at(b + 8, end)?;
         if self.word_at(b + 16, end)? != 0 || st.heads[idx] != b {
@@ -72,47 +74,73 @@ impl Arena<'_> {
         if next != 0 && self.word_at(next.wrapping_add(16), end)? != b {
             return None;
         }
-        // The tail's list: this one (its head becomes the tail: one store), or another
-        // that is not empty while this one does not empty (no bitmap changes either way).
-        let thead = if tidx == idx { next } else { st.heads[tidx] };
-        if tidx != idx && (next == 0 || thead == 0) {
-            return None;
-        }
-        if (thead != 0 && !ok(thead.wrapping_add(16))) || !ok(entry) || !ok(entry + 8) {
-            return None;
-        }
+        let split = bsize - need >= MIN_BLOCK;
+        // Split: the tail goes to this list (its head becomes the tail: one store), or to
+        // another that is not empty while this one does not empty. Whole: the list keeps a
+        // block, and the next block's header is sound. No bitmap bit changes either way.
+        let (tidx, thead, nh) = if split {
+            let (tfl, tsl) = mapping_insert(bsize - need);
+            if tfl >= FL_COUNT {
+                return None;
+            }
+            let tidx = list_index(tfl, tsl);
+            let thead = if tidx == idx { next } else { st.heads[tidx] };
+            if tidx != idx && (next == 0 || thead == 0) {
+                return None;
+            }
+            if thead != 0 && !ok(thead.wrapping_add(16)) {
+                return None;
+            }
+            (tidx, thead, None)
+        } else {
+            if next == 0 {
+                return None;
+            }
+            let nb = b + bsize;
+            (idx, 0, Some(block::decode(nb, self.word_at(nb, end)?)?))
+        };
+        let taken = if split { need } else { bsize };
+        let counters = [st.used_bytes, st.used_blocks, st.free_bytes, st.free_blocks];
+        let bflags = h.flags & PREV_FREE;
         let t = b + need;
-        let counters = [st.used_bytes, st.used_blocks, st.free_bytes];
         // Checked whole: from here on every store is made, in the plan's order.
         self.put_state(st!(intent.block), b);
         self.put_state(st!(intent.op), INTENT_ALLOC);
-        self.put_state(head_at(idx), if tidx == idx { t } else { next });
+        self.put_state(head_at(idx), if split && tidx == idx { t } else { next });
         if next != 0 {
             self.put(next + 16, 0);
         }
-        let bflags = h.flags & PREV_FREE;
-        if active(Mutant::DirectCommitFirst) {
+        if let Some(nh) = nh {
+            self.put(b, block::encode(b, bsize, bflags));
+            let nb = b + bsize;
+            self.put(nb, block::encode(nb, nh.size, nh.flags & !PREV_FREE));
+        } else {
+            if active(Mutant::DirectCommitFirst) {
+                self.put(b, block::encode(b, need, bflags));
+            }
+            self.put(t, block::encode(t, bsize - need, FREE));
+            self.put(b + bsize - 8, bsize - need);
+            crate::fault::hit(CrashPoint::SplitTailWritten);
             self.put(b, block::encode(b, need, bflags));
-        }
-        self.put(t, block::encode(t, bsize - need, FREE));
-        self.put(b + bsize - 8, bsize - need);
-        crate::fault::hit(CrashPoint::SplitTailWritten);
-        self.put(b, block::encode(b, need, bflags));
-        self.put(t + 8, thead);
-        self.put(t + 16, 0);
-        if thead != 0 {
-            self.put(thead + 16, t);
-        }
-        if tidx != idx {
-            self.put_state(head_at(tidx), t);
+            self.put(t + 8, thead);
+            self.put(t + 16, 0);
+            if thead != 0 {
+                self.put(thead + 16, t);
+            }
+            if tidx != idx {
+                self.put_state(head_at(tidx), t);
+            }
         }
         crate::fault::hit(CrashPoint::AllocCommitted);
         self.put(entry, head);
         self.put(entry + 8, b + BLOCK_HEADER);
         self.put_state(st!(log.len), log_len);
-        self.put_state(st!(used_bytes), counters[0].wrapping_add(need));
+        self.put_state(st!(used_bytes), counters[0].wrapping_add(taken));
         self.put_state(st!(used_blocks), counters[1].wrapping_add(1));
-        self.put_state(st!(free_bytes), counters[2].wrapping_sub(need));
+        self.put_state(st!(free_bytes), counters[2].wrapping_sub(taken));
+        if !split {
+            self.put_state(st!(free_blocks), counters[3].wrapping_sub(1));
+        }
         self.put_state(st!(intent.op), INTENT_NONE);
         Some(b + BLOCK_HEADER)
     }
