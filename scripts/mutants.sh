@@ -72,6 +72,14 @@ if ! git diff --quiet HEAD; then
 fi
 cd "$tree"
 timeout=${MUTANTS_TIMEOUT:-480}
+# No file a test makes may pass MUTANTS_FSIZE (8 GiB): a mutant that breaks allocation can
+# make a test grow its heap until the disk is full (seen: `Tx::alloc` -> `Ok(1)`), which
+# fails every other build and test on the disk, the other run's included, for a reason
+# that is not theirs. Past the limit `fallocate` fails with EFBIG, which growth reports as
+# `NoSpace`; SIGXFSZ is ignored so that the test sees the error instead of being killed
+# (an ignored signal stays ignored across exec).
+trap '' XFSZ
+ulimit -f $(( ${MUTANTS_FSIZE:-$((8 << 30))} / 1024 ))
 
 if [ "${1:-}" != run ]; then
     sharding=()
