@@ -84,7 +84,8 @@ mkdir -p "$LOG_DIR"
 
 # Bounds are set per tier; a variable inherited from the caller's shell must not leak into
 # a tier that means to run at the default bound.
-unset MAPHEAP_LOOM_PREEMPTIONS MAPHEAP_SHUTTLE_ITERS PROPTEST_CASES MAPHEAP_FORK_SCALE MAPHEAP_SWEEP MAPHEAP_MUTANT
+unset MAPHEAP_LOOM_PREEMPTIONS MAPHEAP_SHUTTLE_ITERS PROPTEST_CASES MAPHEAP_FORK_SCALE MAPHEAP_SWEEP MAPHEAP_MUTANT \
+    MAPHEAP_CONFORMANCE_CASES
 
 summary=()
 failed=0
@@ -162,6 +163,10 @@ for t in $tiers; do
                 cargo test --release --no-fail-fast --test remap_graph --test alloc_model \
                 --test corrupt_image --test header_sweep --test txn_model --test txn_crash \
                 -- --skip mutant
+            # The direct allocation against the planned one (a unit test, its own bound).
+            run_tier conformance "MAPHEAP_CONFORMANCE_CASES=20000" \
+                env MAPHEAP_CONFORMANCE_CASES=20000 \
+                cargo test --release --lib -- the_direct_allocation_makes
             ;;
         fork)
             run_tier fork "MAPHEAP_FORK_SCALE=$FORK_SCALE" \
