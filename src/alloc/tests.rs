@@ -583,3 +583,28 @@ fn store_state_refuses_every_word_outside_the_state() {
         a.store_state(at, a.header_word(at).unwrap()).unwrap();
     }
 }
+
+/// The repair merges each run of adjacent free blocks into its first block and says how
+/// many pairs it merged: a run of three free blocks is two merges, a lone one none.
+#[test]
+fn a_repair_counts_each_pair_of_free_blocks_it_merges() {
+    use crate::format::block::{encode, FREE, PREV_FREE};
+    let buf = Buf::new(64 << 10);
+    let mut a = buf.arena();
+    let blocks: Vec<u64> = (0..5).map(|_| a.alloc(56, 8).unwrap() - 8).collect();
+    // blocks[0..3] marked free by hand (a death could leave such a run before the repair
+    // of an interrupted free), blocks[3] used, blocks[4] used: one run of three.
+    for (i, &o) in blocks[..3].iter().enumerate() {
+        let flags = if i == 0 { FREE } else { FREE | PREV_FREE };
+        a.store(o, encode(o, 64, flags)).unwrap();
+    }
+    let next = blocks[3];
+    let h = a.header(next).unwrap();
+    a.store(next, encode(next, h.size, h.flags | PREV_FREE))
+        .unwrap();
+    let plan = a.plan_repair().unwrap();
+    let report = a.apply_repair(plan).unwrap();
+    assert_eq!(report.merged, 2, "{report:?}");
+    let h = a.header(blocks[0]).unwrap();
+    assert_eq!((h.is_free(), h.size), (true, 3 * 64));
+}

@@ -287,3 +287,87 @@ fn recovery_refuses_a_committed_free_whose_stale_header_is_a_footer() {
         ),
     }
 }
+
+/// An uncommitted log is checked whatever `log.done` says: `done` means something only
+/// after the commit, so a `done` of "all finished" on an uncommitted log (no transaction
+/// writes one) is refused as `BadDone` at the log's end, the arena as it was, and lets
+/// nothing of the log through unchecked.
+#[test]
+fn recovery_checks_an_uncommitted_log_whatever_done_says() {
+    use crate::format::LOG_DONE_ALL;
+    let _watchdog = crate::watchdog!(30);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.heap");
+    let (p, log) = heap_with_a_block(&path);
+    {
+        let heap = Heap::open(&path).unwrap();
+        heap.lock()
+            .unwrap()
+            .free(crate::offset::Offset::<u8>::from_raw(p))
+            .unwrap();
+    }
+    poke(&path, log, word0(EntryKind::Image, 8));
+    poke(&path, log + 8, p + 8);
+    poke(&path, log + 16, 0x5a5a_5a5a_5a5a_5a5a);
+    poke(&path, st!(log.len), 24);
+    poke(&path, st!(log.done), LOG_DONE_ALL);
+    let before = std::fs::read(&path).unwrap();
+    match Heap::open(&path) {
+        Err(Error::Txn(TxnError::BadLog { pos: 24, fault })) => {
+            assert_eq!(fault, LogFault::BadDone);
+            assert_arena_as(&path, &before);
+        }
+        other => panic!(
+            "an uncommitted log with done = all: {:?}",
+            other.map(|_| "opened")
+        ),
+    }
+}
+
+/// An entry that fills a segment's last 16 bytes exactly (an allocation's record, which
+/// the writer puts wherever 16 bytes are left) is read, not skipped as too small: the
+/// rollback of a dead owner's transaction frees the block it records, and puts its image
+/// back.
+#[test]
+fn an_entry_in_a_segments_last_16_bytes_is_recovered() {
+    use crate::heap::CreateOptions;
+    let _watchdog = crate::watchdog!(30);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.heap");
+    let (old, fresh, log, cap, used) = {
+        let heap = Heap::create_with(
+            &path,
+            &CreateOptions {
+                log_capacity: Some(256),
+                ..CreateOptions::new(96 << 10)
+            },
+        )
+        .unwrap();
+        let mut g = heap.lock().unwrap();
+        let old = g.alloc_bytes(224, 8).unwrap().raw();
+        let fresh = g.alloc_bytes(40, 8).unwrap().raw();
+        drop(g);
+        let g = heap.lock().unwrap();
+        let s = g.stats();
+        (old, fresh, s.log_block, s.log_capacity, s.used_blocks)
+    };
+    assert_eq!(cap, 256);
+    // [Image of old's 224 bytes: 240 bytes][Alloc of fresh: the last 16], uncommitted.
+    poke(&path, log, word0(EntryKind::Image, 224));
+    poke(&path, log + 8, old);
+    for k in 0..28 {
+        poke(&path, log + 16 + 8 * k, 0x1111 * (k + 1));
+    }
+    poke(&path, log + 240, word0(EntryKind::Alloc, 0));
+    poke(&path, log + 248, fresh);
+    poke(&path, st!(log.len), 256);
+    let heap = Heap::open(&path).unwrap();
+    let g = heap.lock().unwrap();
+    assert_eq!(
+        g.stats().used_blocks,
+        used - 1,
+        "the recorded block was not freed"
+    );
+    assert_eq!(peek(&path, old + 8), 0x2222, "the image was not put back");
+    assert!(g.check().is_clean());
+}
