@@ -22,7 +22,9 @@
 # default `cargo test` (lib tests first, so most mutants are caught within a minute; a
 # missed one costs the whole suite). The unmutated suite is run once per `run` (the
 # baseline), not once per piece. MUTANTS_TIMEOUT (480 s) stops a mutant that hangs a test;
-# time-outs are counted apart. Needs `cargo install cargo-mutants --locked`.
+# time-outs are counted apart. MUTANTS_FSIZE (8 GiB) is the largest file a test may make
+# (a mutant that breaks allocation can otherwise grow a heap until the disk is full).
+# Needs `cargo install cargo-mutants --locked`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
