@@ -8,8 +8,8 @@
 //! anomaly included, it declines with nothing written, and the planned path then allocates
 //! or refuses with its error. Its store order is the planned path's (A3), so the repair of
 //! a death between any two of its stores is the one the plan path's needs; the marks of
-//! the crash points fall where the plan's do. `alloc::tests` holds the two paths to the
-//! same bytes after every prefix of their stores, on random arenas.
+//! the crash points fall where the plan's do. Its tests (`direct/tests.rs`) hold the two
+//! paths to the same bytes after every prefix of their stores, on random arenas.
 
 use std::sync::atomic::Ordering;
 
@@ -18,8 +18,8 @@ use super::tlsf::mapping_insert;
 use super::{st, Arena};
 use crate::fault::CrashPoint;
 use crate::format::block::{self, FREE, PREV_FREE};
+use crate::format::MIN_BLOCK;
 use crate::format::{ALIGN, BLOCK_HEADER, FL_COUNT, HEADER_SIZE, INTENT_ALLOC, INTENT_NONE};
-use crate::format::{MAX_CAPACITY, MIN_BLOCK};
 use crate::mutant::{active, others_active, Mutant};
 
 impl Arena<'_> {
@@ -41,18 +41,13 @@ impl Arena<'_> {
         if !align.is_power_of_two() || align > ALIGN || others_active(Mutant::DirectCommitFirst) {
             return None;
         }
-        let payload = size.max(MIN_BLOCK - BLOCK_HEADER);
-        let need = payload.checked_add(BLOCK_HEADER + ALIGN - 1)? & !(ALIGN - 1);
-        if need >= MAX_CAPACITY {
-            return None;
-        }
+        // Word-aligned: the block searched for is the block taken (`search == need`).
+        let (need, _) = super::block_sizes(size, ALIGN)?;
         let b = self.find_suitable(need)?;
         let st = self.state();
         let end = st.capacity.min(self.map_len);
         let sentinel = self.sentinel();
-        let ok = |at: u64| {
-            at >= HEADER_SIZE && at.is_multiple_of(8) && at.checked_add(8).is_some_and(|e| e <= end)
-        };
+        let ok = |at: u64| self.word_at(at, end).is_some();
         let h = block::decode(b, self.word_at(b, end)?)?;
         let bsize = h.size;
         if !h.is_free() || bsize < need || b.checked_add(bsize)? > sentinel {

@@ -196,6 +196,7 @@ impl Editor<'_, '_> {
 /// block it searches for when aligned to `align` (at least [`ALIGN`]: room for a gap of at
 /// least a block in front); `None` if no heap could hold it. The one rule of both, for the
 /// allocator and for the growth that must make a request fit (H5).
+#[inline]
 pub fn block_sizes(len: u64, align: u64) -> Option<(u64, u64)> {
     let payload = len.max(MIN_BLOCK - BLOCK_HEADER);
     let need = payload.checked_add(BLOCK_HEADER + ALIGN - 1)? & !(ALIGN - 1);
