@@ -17,7 +17,7 @@ impl Buf {
     }
 
     /// A buffer of `len` bytes whose arena uses only the first `capacity`.
-    fn with_capacity(len: usize, capacity: u64) -> Buf {
+    pub(super) fn with_capacity(len: usize, capacity: u64) -> Buf {
         let layout = std::alloc::Layout::from_size_align(len, 4096).unwrap();
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };

@@ -371,3 +371,41 @@ fn an_entry_in_a_segments_last_16_bytes_is_recovered() {
     assert_eq!(peek(&path, old + 8), 0x2222, "the image was not put back");
     assert!(g.check().is_clean());
 }
+
+/// A pad entry is refused as `BadKind` unless it names no target and fills its segment's
+/// rest exactly: each condition broken alone, the arena as it was.
+#[test]
+fn recovery_refuses_a_pad_with_a_target_or_of_the_wrong_size() {
+    use crate::heap::CreateOptions;
+    let _watchdog = crate::watchdog!(30);
+    for (target, len) in [(8u64, 256 - 16), (0, 256 - 32)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.heap");
+        let log = {
+            let heap = Heap::create_with(
+                &path,
+                &CreateOptions {
+                    log_capacity: Some(256),
+                    ..CreateOptions::new(96 << 10)
+                },
+            )
+            .unwrap();
+            let g = heap.lock().unwrap();
+            g.stats().log_block
+        };
+        poke(&path, log, word0(EntryKind::Pad, len));
+        poke(&path, log + 8, target);
+        poke(&path, st!(log.len), 16 + len);
+        let before = std::fs::read(&path).unwrap();
+        match Heap::open(&path) {
+            Err(Error::Txn(TxnError::BadLog { pos: 0, fault })) => {
+                assert_eq!(fault, LogFault::BadKind, "target {target}, len {len}");
+                assert_arena_as(&path, &before);
+            }
+            other => panic!(
+                "a pad with target {target} and {len} bytes: {:?}",
+                other.map(|_| "opened")
+            ),
+        }
+    }
+}

@@ -173,3 +173,33 @@ fn mutant_direct_commit_first_is_caught_by_the_conformance_test() {
     let e = r.expect_err("the direct path committed its split first, unseen");
     assert!(e.contains("stores"), "{e}");
 }
+
+/// A log entry that the plan refuses to write (past the capacity, or its second word past
+/// it) is declined by the direct path with nothing written: every word it stores to is
+/// checked against the capacity, not only against the arena's start and alignment.
+#[test]
+fn the_direct_allocation_declines_an_entry_past_the_capacity() {
+    let buf = Buf::with_capacity(128 << 10, 64 << 10);
+    // One used block (the entry's place when it is sound), then one free block to the end.
+    let first = buf.arena().alloc(100, 8).unwrap();
+    let image = buf.bytes();
+    let cap = 64 << 10;
+    // The same requests with an entry inside the arena are taken (so the declines below
+    // are the entry's doing).
+    for size in [8, 24, 100] {
+        assert_eq!(
+            compare(&buf, &image, size, 8, first),
+            Ok(true),
+            "size {size}"
+        );
+    }
+    for entry in [cap + 64, cap - 8] {
+        for size in [8, 24, 100] {
+            assert_eq!(
+                compare(&buf, &image, size, 8, entry),
+                Ok(false),
+                "entry {entry:#x}"
+            );
+        }
+    }
+}
