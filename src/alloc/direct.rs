@@ -19,7 +19,7 @@ use super::{st, Arena};
 use crate::fault::CrashPoint;
 use crate::format::block::{self, FREE, PREV_FREE};
 use crate::format::MIN_BLOCK;
-use crate::format::{ALIGN, BLOCK_HEADER, FL_COUNT, HEADER_SIZE, INTENT_ALLOC, INTENT_NONE};
+use crate::format::{ALIGN, BLOCK_HEADER, FL_COUNT, INTENT_ALLOC, INTENT_NONE};
 use crate::mutant::{active, others_active, Mutant};
 
 impl Arena<'_> {
@@ -45,10 +45,10 @@ impl Arena<'_> {
         let (need, _) = super::block_sizes(size, ALIGN)?;
         let b = self.find_suitable(need)?;
         let st = self.state();
-        let end = st.capacity.min(self.map_len);
         let sentinel = self.sentinel();
-        let ok = |at: u64| self.word_at(at, end).is_some();
-        let h = block::decode(b, self.word_at(b, end)?)?;
+        // A word it will store to: checked as every arena read is (`Arena::word`).
+        let ok = |at: u64| self.word(at).is_ok();
+        let h = block::decode(b, self.word(b).ok()?)?;
         let bsize = h.size;
         if !h.is_free() || bsize < need || b.checked_add(bsize)? > sentinel {
             return None;
@@ -62,11 +62,11 @@ impl Arena<'_> {
         }
         let idx = list_index(fl, sl);
         // The block is its list's head, with no predecessor, and its successor points back.
-        let next = self.word_at(b + 8, end)?;
-        if self.word_at(b + 16, end)? != 0 || st.heads[idx] != b {
+        let next = self.word(b + 8).ok()?;
+        if self.word(b + 16).ok()? != 0 || st.heads[idx] != b {
             return None;
         }
-        if next != 0 && self.word_at(next.wrapping_add(16), end)? != b {
+        if next != 0 && self.word(next.wrapping_add(16)).ok()? != b {
             return None;
         }
         let split = bsize - need >= MIN_BLOCK;
@@ -92,16 +92,16 @@ impl Arena<'_> {
                 return None;
             }
             let nb = b + bsize;
-            (idx, 0, Some(block::decode(nb, self.word_at(nb, end)?)?))
+            (idx, 0, Some(block::decode(nb, self.word(nb).ok()?)?))
         };
         let taken = if split { need } else { bsize };
         let counters = [st.used_bytes, st.used_blocks, st.free_bytes, st.free_blocks];
         let bflags = h.flags & PREV_FREE;
         let t = b + need;
         // Checked whole: from here on every store is made, in the plan's order.
-        self.put_state(st!(intent.block), b);
-        self.put_state(st!(intent.op), INTENT_ALLOC);
-        self.put_state(head_at(idx), if split && tidx == idx { t } else { next });
+        self.put(st!(intent.block), b);
+        self.put(st!(intent.op), INTENT_ALLOC);
+        self.put(head_at(idx), if split && tidx == idx { t } else { next });
         if next != 0 {
             self.put(next + 16, 0);
         }
@@ -123,41 +123,28 @@ impl Arena<'_> {
                 self.put(thead + 16, t);
             }
             if tidx != idx {
-                self.put_state(head_at(tidx), t);
+                self.put(head_at(tidx), t);
             }
         }
         crate::fault::hit(CrashPoint::AllocCommitted);
         self.put(entry, head);
         self.put(entry + 8, b + BLOCK_HEADER);
-        self.put_state(st!(log.len), log_len);
-        self.put_state(st!(used_bytes), counters[0].wrapping_add(taken));
-        self.put_state(st!(used_blocks), counters[1].wrapping_add(1));
-        self.put_state(st!(free_bytes), counters[2].wrapping_sub(taken));
+        self.put(st!(log.len), log_len);
+        self.put(st!(used_bytes), counters[0].wrapping_add(taken));
+        self.put(st!(used_blocks), counters[1].wrapping_add(1));
+        self.put(st!(free_bytes), counters[2].wrapping_sub(taken));
         if !split {
-            self.put_state(st!(free_blocks), counters[3].wrapping_sub(1));
+            self.put(st!(free_blocks), counters[3].wrapping_sub(1));
         }
-        self.put_state(st!(intent.op), INTENT_NONE);
+        self.put(st!(intent.op), INTENT_NONE);
         Some(b + BLOCK_HEADER)
     }
 
-    /// The arena word at `at` if it lies below `end` (the capacity and the mapping).
-    #[inline]
-    fn word_at(&self, at: u64, end: u64) -> Option<u64> {
-        (at >= HEADER_SIZE && at.is_multiple_of(8) && at.checked_add(8)? <= end)
-            .then(|| self.cell_unchecked(at).load(Ordering::Relaxed))
-    }
-
-    /// A store through the counted path (D2) to a word checked above.
+    /// A store through the counted path (D2) to a word checked above (or a state word).
     #[inline]
     fn put(&mut self, at: u64, value: u64) {
         self.cell_unchecked(at).store(value, Ordering::Release);
         crate::fault::stored();
-    }
-
-    /// A store through the counted path (D2) to a state word.
-    #[inline]
-    fn put_state(&mut self, at: u64, value: u64) {
-        self.put(at, value);
     }
 }
 
