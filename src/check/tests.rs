@@ -72,6 +72,11 @@ fn peek(g: &HeapGuard<'_>, at: u64) -> u64 {
     unsafe { ((g.base_address() + at as usize) as *const u64).read() }
 }
 
+/// What `pick` takes from each violation `check` reports now, in report order.
+fn reported<T>(g: &HeapGuard<'_>, pick: impl Fn(&super::Violation) -> Option<T>) -> Vec<T> {
+    g.check().violations.iter().filter_map(pick).collect()
+}
+
 fn size_of_block(g: &HeapGuard<'_>, o: u64) -> u64 {
     arena(g).header(o).unwrap().size
 }
@@ -358,15 +363,10 @@ fn unknown_flags_are_reported_by_their_bits_alone() {
         st!(flags),
         crate::format::FLAG_NEEDS_REPAIR | 1 << 5 | 1 << 63,
     );
-    let unknown: Vec<u64> = g
-        .check()
-        .violations
-        .iter()
-        .filter_map(|v| match v {
-            super::Violation::UnknownFlags { bits } => Some(*bits),
-            _ => None,
-        })
-        .collect();
+    let unknown = reported(&g, |v| match v {
+        super::Violation::UnknownFlags { bits } => Some(*bits),
+        _ => None,
+    });
     assert_eq!(unknown, vec![1 << 5 | 1 << 63]);
     poke(&g, st!(flags), 0);
     assert!(g.check().is_clean());
@@ -394,16 +394,11 @@ fn a_byte_not_zero_is_reported_at_its_own_offset() {
             let word = byte & !7;
             let old = peek(&g, word);
             poke(&g, word, old | 0x5a << (8 * (byte - word)));
-            let reported: Vec<u64> = g
-                .check()
-                .violations
-                .iter()
-                .filter_map(|v| match v {
-                    super::Violation::NotZero { offset } => Some(*offset),
-                    _ => None,
-                })
-                .collect();
-            assert_eq!(reported, vec![byte], "byte {byte} of the zero range {r:?}");
+            let at = reported(&g, |v| match v {
+                super::Violation::NotZero { offset } => Some(*offset),
+                _ => None,
+            });
+            assert_eq!(at, vec![byte], "byte {byte} of the zero range {r:?}");
             poke(&g, word, old);
         }
     }
@@ -418,18 +413,13 @@ fn a_committed_log_is_reported_at_its_length() {
     let heap = Heap::create(dir.path().join("h.heap"), 96 << 10).unwrap();
     let g = heap.lock().unwrap();
     poke(&g, st!(log.len), LOG_COMMITTED);
-    let at: Vec<u64> = g
-        .check()
-        .violations
-        .iter()
-        .filter_map(|v| match v {
-            super::Violation::Log {
-                pos,
-                fault: LogFault::Committed,
-            } => Some(*pos),
-            _ => None,
-        })
-        .collect();
+    let at = reported(&g, |v| match v {
+        super::Violation::Log {
+            pos,
+            fault: LogFault::Committed,
+        } => Some(*pos),
+        _ => None,
+    });
     assert_eq!(at, vec![0]);
     poke(&g, st!(log.len), 0);
     assert!(g.check().is_clean());

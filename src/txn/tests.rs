@@ -40,6 +40,47 @@ fn heap_with_a_block(path: &Path) -> (u64, u64) {
     (p, g.stats().log_block)
 }
 
+/// A heap whose log holds 256 bytes (so that a test can fill it by hand).
+fn heap_with_a_small_log(path: &Path) -> Heap {
+    let opts = crate::heap::CreateOptions {
+        log_capacity: Some(256),
+        ..crate::heap::CreateOptions::new(96 << 10)
+    };
+    Heap::create_with(path, &opts).unwrap()
+}
+
+/// Frees the block whose payload is `p`, through a handle of its own.
+fn free_in_file(path: &Path, p: u64) {
+    let heap = Heap::open(path).unwrap();
+    heap.lock()
+        .unwrap()
+        .free(crate::offset::Offset::<u8>::from_raw(p))
+        .unwrap();
+}
+
+/// Writes an uncommitted log of one before-image: 8 bytes of 0x5a for `target`.
+fn log_one_word_image(path: &Path, log: u64, target: u64) {
+    poke(path, log, word0(EntryKind::Image, 8));
+    poke(path, log + 8, target);
+    poke(path, log + 16, 0x5a5a_5a5a_5a5a_5a5a);
+    poke(path, st!(log.len), 24);
+}
+
+/// Asserts that opening the file refuses its log with `fault` at `pos`, and leaves the
+/// arena as it was (D1).
+fn assert_open_refuses(path: &Path, pos: u64, fault: LogFault, what: &str) {
+    let before = std::fs::read(path).unwrap();
+    match Heap::open(path) {
+        Err(Error::Txn(TxnError::BadLog { pos: p, fault: f })) if (p, f) == (pos, fault) => {
+            assert_arena_as(path, &before)
+        }
+        other => panic!(
+            "{what}: {:?}, not {fault:?} at {pos}",
+            other.map(|_| "opened")
+        ),
+    }
+}
+
 /// An uncommitted log whose one before-image starts inside a used block and runs 8 bytes
 /// past its end (over the next block's header) is refused as `ImageOutsideBlocks`; so is
 /// one that starts past every block; one that ends exactly at the block's end is undone.
@@ -94,31 +135,15 @@ fn recovery_refuses_a_before_image_in_a_block_that_is_not_kept() {
             poke(&path, st!(intent.block), p - BLOCK_HEADER);
             poke(&path, st!(intent.op), INTENT_ALLOC);
         } else {
-            let heap = Heap::open(&path).unwrap();
-            heap.lock()
-                .unwrap()
-                .free(crate::offset::Offset::<u8>::from_raw(p))
-                .unwrap();
+            free_in_file(&path, p);
         }
-        poke(&path, log, word0(EntryKind::Image, 8));
-        poke(&path, log + 8, p + 8);
-        poke(&path, log + 16, 0x5a5a_5a5a_5a5a_5a5a);
-        poke(&path, st!(log.len), 24);
-        let before = std::fs::read(&path).unwrap();
-        match Heap::open(&path) {
-            Err(Error::Txn(TxnError::BadLog { pos: 0, fault })) => {
-                assert_eq!(
-                    fault,
-                    LogFault::ImageOutsideBlocks,
-                    "in flight: {in_flight}"
-                );
-                assert_arena_as(&path, &before);
-            }
-            other => panic!(
-                "an image into a block not kept (in flight: {in_flight}): {:?}",
-                other.map(|_| "opened")
-            ),
-        }
+        log_one_word_image(&path, log, p + 8);
+        assert_open_refuses(
+            &path,
+            0,
+            LogFault::ImageOutsideBlocks,
+            &format!("an image into a block not kept (in flight: {in_flight})"),
+        );
     }
 }
 
@@ -190,12 +215,9 @@ fn recovery_refuses_an_extension_listed_after_a_dead_one() {
             q.raw()
         };
         // One before-image of p's first word, then the extensions.
-        poke(&path, log, word0(EntryKind::Image, 8));
-        poke(&path, log + 8, p);
-        poke(&path, log + 16, 0x5a5a_5a5a_5a5a_5a5a);
+        log_one_word_image(&path, log, p);
         poke(&path, st!(log.ext), dead);
         poke(&path, st!(log.ext) + 8, if second { live } else { 0 });
-        poke(&path, st!(log.len), 24);
         let before = std::fs::read(&path).unwrap();
         match Heap::open(&path) {
             Err(Error::Txn(TxnError::BadLog { pos: 0, fault })) if second => {
@@ -261,13 +283,7 @@ fn recovery_refuses_a_committed_free_whose_stale_header_is_a_footer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.heap");
     let (p, log) = heap_with_a_block(&path);
-    {
-        let heap = Heap::open(&path).unwrap();
-        heap.lock()
-            .unwrap()
-            .free(crate::offset::Offset::<u8>::from_raw(p))
-            .unwrap();
-    }
+    free_in_file(&path, p);
     // p's block is free now, 72 bytes from p - 8: its footer is the word at p + 56. Made
     // to read as a free header there, it would pass the free's own test of its target.
     let footer = p + 56;
@@ -275,17 +291,12 @@ fn recovery_refuses_a_committed_free_whose_stale_header_is_a_footer() {
     poke(&path, log, word0(EntryKind::Free, 0));
     poke(&path, log + 8, footer + 8);
     poke(&path, st!(log.len), 16 | LOG_COMMITTED);
-    let before = std::fs::read(&path).unwrap();
-    match Heap::open(&path) {
-        Err(Error::Txn(TxnError::BadLog { pos: 0, fault })) => {
-            assert_eq!(fault, LogFault::BadTarget);
-            assert_arena_as(&path, &before);
-        }
-        other => panic!(
-            "a committed free of a footer: {:?}",
-            other.map(|_| "opened")
-        ),
-    }
+    assert_open_refuses(
+        &path,
+        0,
+        LogFault::BadTarget,
+        "a committed free of a footer",
+    );
 }
 
 /// An uncommitted log is checked whatever `log.done` says: `done` means something only
@@ -299,29 +310,15 @@ fn recovery_checks_an_uncommitted_log_whatever_done_says() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.heap");
     let (p, log) = heap_with_a_block(&path);
-    {
-        let heap = Heap::open(&path).unwrap();
-        heap.lock()
-            .unwrap()
-            .free(crate::offset::Offset::<u8>::from_raw(p))
-            .unwrap();
-    }
-    poke(&path, log, word0(EntryKind::Image, 8));
-    poke(&path, log + 8, p + 8);
-    poke(&path, log + 16, 0x5a5a_5a5a_5a5a_5a5a);
-    poke(&path, st!(log.len), 24);
+    free_in_file(&path, p);
+    log_one_word_image(&path, log, p + 8);
     poke(&path, st!(log.done), LOG_DONE_ALL);
-    let before = std::fs::read(&path).unwrap();
-    match Heap::open(&path) {
-        Err(Error::Txn(TxnError::BadLog { pos: 24, fault })) => {
-            assert_eq!(fault, LogFault::BadDone);
-            assert_arena_as(&path, &before);
-        }
-        other => panic!(
-            "an uncommitted log with done = all: {:?}",
-            other.map(|_| "opened")
-        ),
-    }
+    assert_open_refuses(
+        &path,
+        24,
+        LogFault::BadDone,
+        "an uncommitted log with done = all",
+    );
 }
 
 /// An entry that fills a segment's last 16 bytes exactly (an allocation's record, which
@@ -330,19 +327,11 @@ fn recovery_checks_an_uncommitted_log_whatever_done_says() {
 /// back.
 #[test]
 fn an_entry_in_a_segments_last_16_bytes_is_recovered() {
-    use crate::heap::CreateOptions;
     let _watchdog = crate::watchdog!(30);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.heap");
     let (old, fresh, log, cap, used) = {
-        let heap = Heap::create_with(
-            &path,
-            &CreateOptions {
-                log_capacity: Some(256),
-                ..CreateOptions::new(96 << 10)
-            },
-        )
-        .unwrap();
+        let heap = heap_with_a_small_log(&path);
         let mut g = heap.lock().unwrap();
         let old = g.alloc_bytes(224, 8).unwrap().raw();
         let fresh = g.alloc_bytes(40, 8).unwrap().raw();
@@ -376,36 +365,23 @@ fn an_entry_in_a_segments_last_16_bytes_is_recovered() {
 /// rest exactly: each condition broken alone, the arena as it was.
 #[test]
 fn recovery_refuses_a_pad_with_a_target_or_of_the_wrong_size() {
-    use crate::heap::CreateOptions;
     let _watchdog = crate::watchdog!(30);
     for (target, len) in [(8u64, 256 - 16), (0, 256 - 32)] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.heap");
-        let log = {
-            let heap = Heap::create_with(
-                &path,
-                &CreateOptions {
-                    log_capacity: Some(256),
-                    ..CreateOptions::new(96 << 10)
-                },
-            )
-            .unwrap();
-            let g = heap.lock().unwrap();
-            g.stats().log_block
-        };
+        let log = heap_with_a_small_log(&path)
+            .lock()
+            .unwrap()
+            .stats()
+            .log_block;
         poke(&path, log, word0(EntryKind::Pad, len));
         poke(&path, log + 8, target);
         poke(&path, st!(log.len), 16 + len);
-        let before = std::fs::read(&path).unwrap();
-        match Heap::open(&path) {
-            Err(Error::Txn(TxnError::BadLog { pos: 0, fault })) => {
-                assert_eq!(fault, LogFault::BadKind, "target {target}, len {len}");
-                assert_arena_as(&path, &before);
-            }
-            other => panic!(
-                "a pad with target {target} and {len} bytes: {:?}",
-                other.map(|_| "opened")
-            ),
-        }
+        assert_open_refuses(
+            &path,
+            0,
+            LogFault::BadKind,
+            &format!("a pad with target {target} and {len} bytes"),
+        );
     }
 }
