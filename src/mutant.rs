@@ -73,6 +73,9 @@ pub enum Mutant {
     /// The direct allocation path stores the shrinking header that commits a split before
     /// the tail's header exists (the planned path's `SplitCommitFirst`, in the other path).
     DirectCommitFirst,
+    /// The direct free stores the header that merges a free next block into the freed one
+    /// before that block leaves its list (its commit first).
+    DirectFreeCommitFirst,
     /// `open` accepts an identity block without checking magic, version and checksum.
     SkipIdentityCheck,
     /// `lock` does not notice that it runs in a fork child of the handle's process.
@@ -161,6 +164,7 @@ impl Mutant {
         Mutant::GrowWithoutReserve,
         Mutant::KeepFailedReserve,
         Mutant::DirectCommitFirst,
+        Mutant::DirectFreeCommitFirst,
         Mutant::SkipIdentityCheck,
         Mutant::IgnoreFork,
         Mutant::StaleMapping,

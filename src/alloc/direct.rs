@@ -13,13 +13,13 @@
 
 use std::sync::atomic::Ordering;
 
-use super::lists::{head_at, list_index};
+use super::lists::{head_at, list_index, sl_word};
 use super::tlsf::mapping_insert;
 use super::{st, Arena};
 use crate::fault::CrashPoint;
 use crate::format::block::{self, FREE, PREV_FREE};
 use crate::format::MIN_BLOCK;
-use crate::format::{ALIGN, BLOCK_HEADER, FL_COUNT, INTENT_ALLOC, INTENT_NONE};
+use crate::format::{ALIGN, BLOCK_HEADER, FL_COUNT, INTENT_ALLOC, INTENT_NONE, SL_COUNT};
 use crate::mutant::{active, others_active, Mutant};
 
 impl Arena<'_> {
@@ -80,17 +80,11 @@ impl Arena<'_> {
             }
             let tidx = list_index(tfl, tsl);
             let thead = if tidx == idx { next } else { st.heads[tidx] };
-            if tidx != idx && (next == 0 || thead == 0) {
-                return None;
-            }
             if thead != 0 && !ok(thead.wrapping_add(16)) {
                 return None;
             }
             (tidx, thead, None)
         } else {
-            if next == 0 {
-                return None;
-            }
             let nb = b + bsize;
             (idx, 0, Some(block::decode(nb, self.word(nb).ok()?)?))
         };
@@ -130,6 +124,15 @@ impl Arena<'_> {
         self.put(entry, head);
         self.put(entry + 8, b + BLOCK_HEADER);
         self.put(st!(log.len), log_len);
+        // The bitmaps of the lists emptied or filled, as `Editor::flush_lists` plans them
+        // (in the order the lists were first touched: this one, then the tail's).
+        let head = if split && tidx == idx { t } else { next };
+        if head == 0 {
+            self.put_list_bit(idx, true);
+        }
+        if split && tidx != idx && thead == 0 {
+            self.put_list_bit(tidx, false);
+        }
         self.put(st!(used_bytes), counters[0].wrapping_add(taken));
         self.put(st!(used_blocks), counters[1].wrapping_add(1));
         self.put(st!(free_bytes), counters[2].wrapping_sub(taken));
@@ -140,9 +143,33 @@ impl Arena<'_> {
         Some(b + BLOCK_HEADER)
     }
 
-    /// A store through the counted path (D2) to a word checked above (or a state word).
+    /// Stores list `idx`'s bitmap bit (clear if `empty`) and its class's, as
+    /// `Editor::flush_lists` plans them for a list the operation emptied or filled: each
+    /// word as the stores so far leave it (they are made: the file holds the plan's
+    /// overlay), and the first-level word only if it changes.
+    #[inline(never)]
+    pub(super) fn put_list_bit(&mut self, idx: usize, empty: bool) {
+        let (fl, sl) = (idx / SL_COUNT, idx % SL_COUNT);
+        let (at, shift) = sl_word(fl);
+        let w = self.cell_unchecked(at).load(Ordering::Relaxed);
+        let bit = 1u64 << (shift + sl as u32);
+        let nw = if empty { w & !bit } else { w | bit };
+        self.put(at, nw);
+        let fl_map = self.state().fl_bitmap;
+        let nf = if (nw >> shift) & 0xffff_ffff != 0 {
+            fl_map | 1 << fl
+        } else {
+            fl_map & !(1 << fl)
+        };
+        if nf != fl_map {
+            self.put(st!(fl_bitmap), nf);
+        }
+    }
+
+    /// A store through the counted path (D2) to a word the direct path checked (or a
+    /// state word): the direct allocation's and the direct free's.
     #[inline]
-    fn put(&mut self, at: u64, value: u64) {
+    pub(super) fn put(&mut self, at: u64, value: u64) {
         self.cell_unchecked(at).store(value, Ordering::Release);
         crate::fault::stored();
     }

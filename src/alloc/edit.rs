@@ -51,9 +51,6 @@ pub struct Editor<'p, 'a> {
     /// the intent record is set, so where their stores fall before the clear is free.
     lists: [Touched; MAX_LISTS],
     nl: usize,
-    /// Where the words read from the file are noted, for a plan kept to be made later
-    /// ([`super::kept`]); `None` for a plan made at once.
-    reads: Option<&'p super::kept::ReadSet>,
 }
 
 /// A list whose head a plan changed.
@@ -120,35 +117,15 @@ impl<'p, 'a> Editor<'p, 'a> {
             deltas: [0; 4],
             lists: [Touched::default(); MAX_LISTS],
             nl: 0,
-            reads: None,
         }
     }
 
-    /// An editor whose plan is kept to be made later: every word it reads from the file is
-    /// noted in `reads` (emptied first), so that the plan is made only if none has changed.
-    pub(super) fn noting(
-        arena: &'p Arena<'a>,
-        plan: &'p mut Plan,
-        reads: &'p super::kept::ReadSet,
-    ) -> Self {
-        reads.start(arena.state().capacity, arena.map_len());
-        Editor {
-            reads: Some(reads),
-            ..Editor::new(arena, plan)
-        }
-    }
-
-    /// Reads the file's word at `at` (checked by the caller), noting it if asked to.
+    /// Reads the file's word at `at` (checked by the caller).
     #[inline]
     fn file_word(&self, at: u64) -> u64 {
-        let v = self
-            .arena
+        self.arena
             .cell_unchecked(at)
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if let Some(r) = self.reads {
-            r.note(at, v);
-        }
-        v
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// An editor for a plan that is never applied: it checks an operation whole before its

@@ -1,102 +1,27 @@
-//! A free planned when it is asked for and made, from the same plan, at the commit.
+//! A free checked when it is asked for and made, from the same steps, at the commit.
 //!
-//! A transaction checks each free when it is asked for (D1: planned whole, nothing
-//! written) and makes it after its commit store. Planning a free is most of its cost, so
-//! the plan of a transaction's first free is kept, with every word of the file it was made
-//! from ([`ReadSet`]). At the commit the plan is made as it is only if each of those words,
-//! the capacity and the mapping's length are as they were: a plan is a function of what
-//! it read, so it is then exactly the plan that planning again would make (the same
-//! stores, in the same order, with the same crash points). If anything changed (another
-//! allocation or free of the transaction, a growth, a log extension), the free is planned
-//! again, as it would be without a kept plan.
+//! A transaction checks each free when it is asked for (D1: checked whole, nothing
+//! written) and makes it after its commit store. The steps of a transaction's first free
+//! ([`FreeSteps`], the direct free's) are kept, with every word of the file they were
+//! checked from. At the commit they are made as they are only if each of those words, the
+//! capacity and the mapping's length are as they were: the steps are a function of what
+//! they read, so they are then exactly the steps that checking again would give (the same
+//! stores, in the same order, with the same crash point). If anything changed (another
+//! allocation or free of the transaction, a growth, a log extension), the free is checked
+//! again, as it would be without kept steps.
 
-use std::cell::Cell;
-
-use super::edit::Plan;
+use super::direct_free::FreeSteps;
 use super::{Arena, Result};
-use crate::mutant::{active, Mutant};
 
-/// The most words a kept plan may have read (a free reads about 20); a plan that reads
-/// more is never made from the kept copy.
-const MAX_READS: usize = 64;
-
-/// The words of the file a plan was made from: `(offset, value)` in the order read, the
-/// capacity and the mapping's length. Cells, because an [`Editor`] reads through `&self`.
-pub struct ReadSet {
-    words: [Cell<(u64, u64)>; MAX_READS],
-    n: Cell<usize>,
-    /// More words were read than `words` holds.
-    full: Cell<bool>,
-    capacity: Cell<u64>,
-    map_len: Cell<u64>,
-}
-
-impl Default for ReadSet {
-    fn default() -> Self {
-        ReadSet {
-            words: [const { Cell::new((0, 0)) }; MAX_READS],
-            n: Cell::new(0),
-            full: Cell::new(false),
-            capacity: Cell::new(0),
-            map_len: Cell::new(0),
-        }
-    }
-}
-
-impl ReadSet {
-    /// Empties it for a plan over an arena of `capacity` mapped to `map_len`.
-    pub(super) fn start(&self, capacity: u64, map_len: u64) {
-        self.n.set(0);
-        self.full.set(false);
-        self.capacity.set(capacity);
-        self.map_len.set(map_len);
-    }
-
-    /// Notes that the word at `at` was read as `value`.
-    #[inline]
-    pub(super) fn note(&self, at: u64, value: u64) {
-        let n = self.n.get();
-        match self.words.get(n) {
-            Some(w) => {
-                w.set((at, value));
-                self.n.set(n + 1);
-            }
-            None => self.full.set(true),
-        }
-    }
-
-    /// Whether the arena holds every noted word as it was read (and has the same capacity
-    /// and mapping), so that a plan made from them is still the plan.
-    pub(super) fn unchanged(&self, a: &Arena<'_>) -> bool {
-        if self.full.get()
-            || a.state().capacity != self.capacity.get()
-            || a.map_len() != self.map_len.get()
-        {
-            return false;
-        }
-        if active(Mutant::KeptPlanUnchecked) {
-            return true;
-        }
-        self.words[..self.n.get()].iter().all(|w| {
-            let (at, value) = w.get();
-            // Every noted word was read inside this mapping, whose length is unchanged.
-            a.cell_unchecked(at)
-                .load(std::sync::atomic::Ordering::Relaxed)
-                == value
-        })
-    }
-}
-
-/// A transaction's kept free: the payload, its plan, and the words the plan read.
+/// A transaction's kept free: the payload and its steps.
 #[derive(Default)]
 pub struct KeptFree {
     payload: u64,
-    plan: Plan,
-    reads: ReadSet,
+    steps: FreeSteps,
 }
 
 impl KeptFree {
-    /// Forgets the kept plan.
+    /// Forgets the kept steps.
     pub fn clear(&mut self) {
         self.payload = 0;
     }
@@ -108,23 +33,25 @@ impl KeptFree {
 }
 
 impl Arena<'_> {
-    /// [`Arena::check_free`], keeping the plan in `kept` if the free could be planned.
+    /// [`Arena::check_free`], keeping the free's steps in `kept` if the direct free takes
+    /// it (on a sound heap it takes every free of an allocated block; otherwise the
+    /// planned check decides, and nothing is kept).
     pub fn check_free_keeping(&mut self, payload: u64, kept: &mut KeptFree) -> Result<()> {
         kept.payload = 0;
-        let r = self.check_free_into(payload, &mut kept.plan, Some(&kept.reads));
-        if r.is_ok() {
+        if self.free_steps(payload, &mut kept.steps) {
             kept.payload = payload;
+            return Ok(());
         }
-        r
+        self.check_free(payload)
     }
 
-    /// Frees `payload` from the plan kept for it if nothing it read has changed since;
-    /// `false` (nothing written) if there is no such plan or it is stale.
+    /// Frees `payload` from the steps kept for it if nothing they read has changed since;
+    /// `false` (nothing written) if there are no such steps or they are stale.
     pub fn free_kept(&mut self, payload: u64, kept: &mut KeptFree) -> bool {
-        let fresh = payload != 0 && kept.payload == payload && kept.reads.unchanged(self);
+        let fresh = payload != 0 && kept.payload == payload && kept.steps.unchanged(self);
         kept.payload = 0;
         if fresh {
-            self.apply(&kept.plan);
+            self.apply_steps(&kept.steps);
         }
         fresh
     }

@@ -26,6 +26,7 @@
 //! corruption.
 
 mod direct;
+mod direct_free;
 mod edit;
 mod grow;
 mod kept;

@@ -281,28 +281,12 @@ impl Arena<'_> {
     /// broken list) is refused before anything is logged (D1), not after the commit store.
     /// (`&mut self`: under the seeded bug `WriteBeforeCheck` the check writes too.)
     pub fn check_free(&mut self, payload: u64) -> Result<()> {
-        self.check_free_into(payload, &mut super::Plan::new(), None)
-    }
-
-    /// [`Arena::check_free`] into `plan`, noting the words it reads in `reads` if given (a
-    /// plan kept for the commit, `kept.rs`).
-    pub(super) fn check_free_into(
-        &mut self,
-        payload: u64,
-        plan: &mut super::Plan,
-        reads: Option<&super::kept::ReadSet>,
-    ) -> Result<()> {
-        let r = {
-            let mut e = match reads {
-                Some(reads) => Editor::noting(self, plan, reads),
-                None => Editor::new(self, plan),
-            };
-            e.plan_free(payload)
-        };
+        let mut plan = super::Plan::new();
+        let r = Editor::new(self, &mut plan).plan_free(payload);
         if r.is_err() && active(Mutant::WriteBeforeCheck) {
             // The seeded bug: a free that writes as it goes, so a fault it meets half-way
             // leaves the stores planned before it made.
-            self.apply(plan);
+            self.apply(&plan);
         }
         r
     }

@@ -33,7 +33,7 @@ pub struct Tx {
     imaged: SmallMap,
     /// Payloads this transaction frees at commit (the value is unused).
     freed: SmallMap,
-    /// The plan of this transaction's first free, kept from its check to its commit
+    /// The steps of this transaction's first free, kept from its check to its commit
     /// (allocated at the first free of the attachment, then reused).
     kept: Option<Box<KeptFree>>,
     /// A commit or rollback failed half-way: the log in the file is the truth now, and
@@ -316,10 +316,10 @@ impl Tx {
         // D1: a free that cannot be made is refused now, with nothing logged; at the
         // commit it would fail after the commit store and leave the transaction to repair.
         if self.freed.is_empty() {
-            // The first free of the transaction: its plan is kept for the commit.
+            // The first free of the transaction: its steps are kept for the commit.
             let kept = self.kept.get_or_insert_with(Box::default);
             a.check_free_keeping(payload, kept)?;
-        } else {
+        } else if !a.free_direct_ok(payload) {
             a.check_free(payload)?;
         }
         if active(Mutant::FreeBeforeCommit) {

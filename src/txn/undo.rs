@@ -142,11 +142,11 @@ fn commit_in_steps(
             if k <= done {
                 continue;
             }
-            let from_kept = match kept.as_deref_mut() {
+            let made = match kept.as_deref_mut() {
                 Some(kf) if k == 1 => a.free_kept(e.target, kf),
                 _ => false,
-            };
-            if from_kept || free_if_used(a, e.target)? {
+            } || a.free_direct(e.target);
+            if made || free_if_used(a, e.target)? {
                 freed += 1;
             }
             a.store_state(st!(log.done), k)?;

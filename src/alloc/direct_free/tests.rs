@@ -1,0 +1,172 @@
+//! The direct free against the planned one it stands in for (a conformance test): on random
+//! arenas, sound and corrupted, for random payloads, the direct path either declines with
+//! nothing written, or frees as the planned path does, with its bytes after every prefix of
+//! its stores, its store count and its crash-point marks.
+
+use crate::alloc::tests::{conforms, Buf, Rng};
+use crate::alloc::Arena;
+use crate::format::block::{FREE, PREV_FREE};
+use crate::format::BLOCK_HEADER;
+use crate::mutant::{with, Mutant};
+
+/// Which cases the direct path took (so that a test can see every branch met).
+#[derive(Debug, Default)]
+struct Met {
+    alone: u32,
+    next: u32,
+    prev: u32,
+    both: u32,
+    bitmap: u32,
+    declined: u32,
+}
+
+/// One free of `payload` on an arena holding `image`; `sound`: the arena is sound and
+/// `payload` is an allocated block's, so the direct path must take it (the planned path is
+/// then left the corrupt heaps and the bad arguments only).
+fn compare(
+    buf: &Buf,
+    image: &[u8],
+    payload: u64,
+    sound: bool,
+    met: &mut Met,
+) -> Result<(), String> {
+    let direct = |a: &mut Arena<'_>| a.free_direct(payload).then_some(());
+    let planned = |a: &mut Arena<'_>| a.free(payload).ok();
+    buf.set_bytes(image);
+    let (ok, before) = {
+        let a = buf.arena();
+        let o = payload.wrapping_sub(BLOCK_HEADER);
+        let next = a
+            .header(o)
+            .ok()
+            .and_then(|h| a.header(o + h.size).ok().map(|n| (h, n)));
+        (a.free_direct_ok(payload), next)
+    };
+    let bitmaps = |b: &Buf| {
+        let a = b.arena();
+        (a.state().fl_bitmap, a.state().sl_bitmap)
+    };
+    let maps = bitmaps(buf);
+    let took = conforms(buf, image, &format!("free {payload:#x}"), &direct, &planned)?;
+    if took != ok {
+        return Err(format!(
+            "free {payload:#x}: free_direct_ok says {ok}, free_direct {took}"
+        ));
+    }
+    if !took && sound {
+        return Err(format!("free {payload:#x}: declined on a sound heap"));
+    }
+    if !took {
+        met.declined += 1;
+        return Ok(());
+    }
+    let (h, n) = before.expect("a freed block has a header and a next one");
+    match (h.flags & PREV_FREE != 0, n.flags & FREE != 0) {
+        (false, false) => met.alone += 1,
+        (false, true) => met.next += 1,
+        (true, false) => met.prev += 1,
+        (true, true) => met.both += 1,
+    }
+    if bitmaps(buf) != maps {
+        met.bitmap += 1;
+    }
+    Ok(())
+}
+
+/// Random arenas of random histories (blocks of a few sizes, about half of them freed, so
+/// that lists hold one block or several and neighbours are free or not). A quarter of the
+/// arenas then have one word of a free block (a link, a footer or a header) overwritten
+/// with a nearby offset or a small value, so that lists point into blocks, back-links
+/// disagree, and a free's own stores alias the words it reads. Each arena frees a few of
+/// its blocks, live and not, and a few offsets that are no block.
+fn run_cases(cases: u32) -> Result<Met, String> {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut met = Met::default();
+    for case in 0..cases {
+        let buf = Buf::new(64 << 10);
+        let (live, dead) = {
+            let mut a = buf.arena();
+            let sizes = [8, 24, 40, 100, 300, 1000, 3000];
+            let kinds = 1 + rng.below(4);
+            let mut all = Vec::new();
+            for _ in 0..rng.below(80) {
+                let size = sizes[((rng.below(kinds) * 5) % 7) as usize] + rng.below(16);
+                match a.alloc(size, 8) {
+                    Ok(p) => all.push(p),
+                    Err(_) => break,
+                }
+            }
+            let (mut live, mut dead) = (Vec::new(), Vec::new());
+            for p in all {
+                if rng.below(2) == 0 {
+                    a.free(p).unwrap();
+                    dead.push(p);
+                } else {
+                    live.push(p);
+                }
+            }
+            if case % 4 == 3 && !dead.is_empty() {
+                // A free block's word: its header, next or previous link, or its footer.
+                let b = dead[rng.below(dead.len() as u64) as usize] - BLOCK_HEADER;
+                if let Ok(h) = a.header(b) {
+                    if h.is_free() {
+                        let at = [b, b + 8, b + 16, b + h.size - 8][rng.below(4) as usize];
+                        let near = [b, b + 8, b + 16, b + 24, b.wrapping_sub(16)];
+                        let v = match rng.below(3) {
+                            0 => near[rng.below(5) as usize],
+                            1 => rng.below(64) * 8,
+                            _ => live.first().map_or(0, |&p| p - BLOCK_HEADER),
+                        };
+                        a.store(at, v).unwrap();
+                    }
+                }
+            }
+            (live, dead)
+        };
+        let image = buf.bytes();
+        for _ in 0..4 {
+            let (payload, valid) = match rng.below(8) {
+                0 if !dead.is_empty() => (dead[rng.below(dead.len() as u64) as usize], false),
+                1 => (4096 + rng.below(8192), false),
+                _ if !live.is_empty() => (live[rng.below(live.len() as u64) as usize], true),
+                _ => (8, false),
+            };
+            compare(&buf, &image, payload, valid && case % 4 != 3, &mut met)?;
+        }
+    }
+    Ok(met)
+}
+
+fn cases() -> u32 {
+    std::env::var("MAPHEAP_CONFORMANCE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+}
+
+#[test]
+fn the_direct_free_makes_the_planned_stores_in_the_planned_order() {
+    let _watchdog = crate::watchdog!(120);
+    // MAPHEAP_CONFORMANCE_CASES arenas (300 by default; more in deep runs).
+    let met = run_cases(cases()).unwrap();
+    eprintln!("{met:?}");
+    // Every branch is met: a free alone, merged with either neighbour or both, one that
+    // empties or fills a list (its bitmaps change), and the cases left to the plan.
+    assert!(
+        met.alone >= 20
+            && met.next >= 20
+            && met.prev >= 20
+            && met.both >= 20
+            && met.bitmap >= 20
+            && met.declined >= 20,
+        "{met:?}"
+    );
+}
+
+#[test]
+fn mutant_direct_free_commit_first_is_caught_by_the_conformance_test() {
+    let _watchdog = crate::watchdog!(120);
+    let e = with(Mutant::DirectFreeCommitFirst, || run_cases(20))
+        .expect_err("the direct free grew the block over a listed neighbour, unseen");
+    assert!(e.contains("differ after store"), "{e}");
+}
