@@ -14,9 +14,10 @@
 //!   are non-empty; links are symmetric.
 //! * D1 refusal before damage: an operation reads and checks everything it will touch
 //!   first ([`Editor`], a plan of stores over an overlay), and stores only once the whole
-//!   plan is known to be valid. A corrupt heap makes it fail with nothing written. The one
-//!   exception to the plan, the common logged allocation (`direct.rs`), checks the same
-//!   words from the file before its first store and makes the plan's stores in its order.
+//!   plan is known to be valid. A corrupt heap makes it fail with nothing written. The two
+//!   exceptions to the plan, the common logged allocation (`direct.rs`) and the free
+//!   (`direct_free.rs`), check the same words from the file (as the plan's overlay leaves
+//!   them) before their first store and make the plan's stores in its order.
 //! * D2 every store to the file goes through [`Arena::store`] (or a plan applied by it):
 //!   bounds-checked, `Release`-ordered and counted as a crash point, so the crash
 //!   enumeration (`fault::arm_store_unwind`) covers a new store as soon as it exists.
