@@ -97,6 +97,20 @@ mod tests {
         assert_eq!(o.cast::<u8>().raw(), 0x4010);
     }
 
+    /// Two offsets are equal exactly when their distances are (a list walked until it meets
+    /// its head, or `NULL`, stops where it should), and hash alike when equal.
+    #[test]
+    fn offsets_are_equal_exactly_when_their_distances_are() {
+        use std::collections::HashSet;
+        let (a, b) = (Offset::<u64>::from_raw(0x4010), Offset::<u64>::from_raw(0x4018));
+        assert_eq!(a, Offset::from_raw(0x4010));
+        assert_ne!(a, b);
+        assert_ne!(a, Offset::NULL);
+        assert_eq!(Offset::<u64>::default(), Offset::NULL);
+        let set: HashSet<_> = [a, b, Offset::from_raw(0x4010)].into_iter().collect();
+        assert_eq!(set.len(), 2);
+    }
+
     /// What a failed assertion or a log line shows of an offset: its distance in hex, or
     /// that it is null.
     #[test]

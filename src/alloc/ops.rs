@@ -82,10 +82,12 @@ impl Editor<'_, '_> {
             let gap = p - BLOCK_HEADER - b;
             if gap != 0 {
                 // Split the front gap off as a free block: the tail's header first, then the
-                // shrinking store that commits.
+                // shrinking store that commits. (The tail gets no footer: it is taken by this
+                // allocation, whose split writes the footer of what is left, at the same word,
+                // or which takes it whole and clears the next block's PREV_FREE; a death
+                // before that is repaired from the chain, which rebuilds every footer.)
                 let r = b + gap;
                 self.set_header(r, bsize - gap, FREE | PREV_FREE)?;
-                self.put(b + bsize - 8, bsize - gap)?;
                 self.set_header(b, gap, FREE | bflags)?;
                 self.mark(CrashPoint::AlignGapSplit);
                 self.put(r - 8, gap)?;

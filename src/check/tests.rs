@@ -228,7 +228,14 @@ fn break_rule(g: &mut HeapGuard<'_>, v: &Valid, rule: Rule) {
         Rule::Log(LogFault::Misaligned) => log_entry(g, v, 1 | 8 << 32, v.a + 12, 24),
         Rule::Log(LogFault::BadImage) => log_entry(g, v, 1 | 8 << 32, 0x20, 24),
         Rule::Log(LogFault::BadTarget) => log_entry(g, v, 2, v.log, 16),
-        Rule::Log(LogFault::Overrun) => log_entry(g, v, 1 | 64 << 32, v.a + 8, 24),
+        Rule::Log(LogFault::Overrun) => {
+            // The second entry (48 bytes, an image of 32) where the length leaves it 24: past
+            // position 0, so that the room it has is the length less its position.
+            log_entry(g, v, 2, v.a + 8, 16);
+            poke(g, v.log + 16, 1 | 32 << 32);
+            poke(g, v.log + 24, v.a + 8);
+            poke(g, st!(log.len), 40);
+        }
         Rule::Log(LogFault::BadDone) => {
             log_entry(g, v, 2, v.a + 8, 16);
             poke(g, st!(log.done), 1);
