@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn offsets_are_equal_exactly_when_their_distances_are() {
         use std::collections::HashSet;
-        let (a, b) = (Offset::<u64>::from_raw(0x4010), Offset::<u64>::from_raw(0x4018));
+        let (a, b) = (
+            Offset::<u64>::from_raw(0x4010),
+            Offset::<u64>::from_raw(0x4018),
+        );
         assert_eq!(a, Offset::from_raw(0x4010));
         assert_ne!(a, b);
         assert_ne!(a, Offset::NULL);

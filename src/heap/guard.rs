@@ -113,11 +113,10 @@ pub struct BlockInfo {
 /// ```
 pub struct HeapGuard<'h> {
     pub(super) heap: &'h Heap,
+    /// Holds, in `recovery`, what this guard's lock recovered, if it did (a recovery is
+    /// rare: a guard of two pointers, with nothing to free, is returned in registers and
+    /// moved without a copy through memory, which a third field, even a flag, costs).
     pub(super) local: &'h mut Local,
-    /// Whether this guard's lock recovered (what it did is in `Local::recovery`: a
-    /// recovery is rare, and a guard of two pointers and a flag, with nothing to free, is
-    /// cheaper to return and drop on every lock).
-    recovered: bool,
 }
 
 /// The arena of a mapping (a free function, so that callers can borrow the mapping and the
@@ -141,11 +140,7 @@ impl<'h> HeapGuard<'h> {
         acquired: Acquired,
         first: bool,
     ) -> Result<HeapGuard<'h>> {
-        let g = HeapGuard {
-            heap,
-            local,
-            recovered: false,
-        };
+        let g = HeapGuard { heap, local };
         // The common lock, inlined into the caller: taken cleanly, the mapping current,
         // nothing left in flight. Everything else (a first lock, a growth seen, a repair)
         // goes through `settle`, out of line.
@@ -184,7 +179,6 @@ impl<'h> HeapGuard<'h> {
         let mut a = self.arena_mut();
         let r = super::recover_arena(&mut a, dead)?;
         self.local.recovery = Some(r);
-        self.recovered = true;
         Ok(())
     }
 
@@ -263,11 +257,7 @@ impl<'h> HeapGuard<'h> {
     /// `Some` if the previous owner died holding the lock (or left a change unfinished)
     /// and the heap was repaired.
     pub fn recovered(&self) -> Option<&Recovery> {
-        if self.recovered {
-            self.local.recovery.as_ref()
-        } else {
-            None
-        }
+        self.local.recovery.as_ref()
     }
 
     /// Where this process has the heap mapped now (changes when the heap grows).
@@ -331,6 +321,10 @@ impl HeapGuard<'_> {
 impl Drop for HeapGuard<'_> {
     #[inline]
     fn drop(&mut self) {
+        if self.local.recovery.is_some() {
+            // Only this guard's recovery is reported by it (`recovered`).
+            self.local.recovery = None;
+        }
         if crate::fault::dying() {
             // A simulated death (tests): leave the lock and the file as a SIGKILL would.
             return;

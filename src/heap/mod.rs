@@ -107,7 +107,8 @@ struct Local {
     generation: u64,
     /// The transaction of the guard that holds the lock (empty between guards).
     tx: crate::txn::Tx,
-    /// What the last lock that recovered did (its guard says whether it was its own).
+    /// What the lock of the guard alive now recovered, if it did (cleared when that guard
+    /// is dropped).
     recovery: Option<Recovery>,
 }
 
