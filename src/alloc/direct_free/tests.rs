@@ -75,16 +75,18 @@ fn compare(
 
 /// Random arenas of random histories (blocks of a few sizes, about half of them freed, so
 /// that lists hold one block or several and neighbours are free or not). A quarter of the
-/// arenas then have one word of a free block (a link, a footer or a header) overwritten
-/// with a nearby offset or a small value, so that lists point into blocks, back-links
-/// disagree, and a free's own stores alias the words it reads. Each arena frees a few of
-/// its blocks, live and not, and a few offsets that are no block.
+/// arenas then have one word that the free of a live block reads (a free neighbour's
+/// header, link or footer, or a link of its list neighbours) overwritten with a nearby
+/// offset, a small value, or one no read may take (misaligned, in the file's header, past
+/// the capacity, wrapping), so that lists point into blocks, back-links disagree, and a
+/// free's own stores alias the words it reads. Each arena frees a few of its blocks, live
+/// and not, and a few offsets that are no block.
 fn run_cases(cases: u32) -> Result<Met, String> {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut met = Met::default();
     for case in 0..cases {
         let buf = Buf::new(64 << 10);
-        let (live, dead) = {
+        let (live, dead, target) = {
             let mut a = buf.arena();
             let sizes = [8, 24, 40, 100, 300, 1000, 3000];
             let kinds = 1 + rng.below(4);
@@ -105,25 +107,64 @@ fn run_cases(cases: u32) -> Result<Met, String> {
                     live.push(p);
                 }
             }
-            if case % 4 == 3 && !dead.is_empty() {
-                // A free block's word: its header, next or previous link, or its footer.
-                let b = dead[rng.below(dead.len() as u64) as usize] - BLOCK_HEADER;
-                if let Ok(h) = a.header(b) {
-                    if h.is_free() {
-                        let at = [b, b + 8, b + 16, b + h.size - 8][rng.below(4) as usize];
-                        let near = [b, b + 8, b + 16, b + 24, b.wrapping_sub(16)];
-                        let v = match rng.below(3) {
-                            0 => near[rng.below(5) as usize],
-                            1 => rng.below(64) * 8,
-                            _ => live.first().map_or(0, |&p| p - BLOCK_HEADER),
-                        };
-                        a.store(at, v).unwrap();
+            let mut target = None;
+            if case % 4 == 3 {
+                // A word the free of a live block will read: a header, a link or a footer of
+                // a free neighbour, or a link of that neighbour's own list neighbours.
+                let (mut reads, mut owner) = (Vec::new(), Vec::new());
+                for &p in &live {
+                    let before = reads.len();
+                    let o = p - BLOCK_HEADER;
+                    let (Ok(h), Some(n)) = (a.header(o), a.header(o).ok().map(|h| o + h.size))
+                    else {
+                        continue;
+                    };
+                    let mut near = |b: u64| {
+                        if let Ok(bh) = a.header(b) {
+                            if bh.is_free() {
+                                reads.extend([b, b + 8, b + 16, b + bh.size - 8]);
+                                for l in [a.word(b + 8), a.word(b + 16)].into_iter().flatten() {
+                                    if l != 0 {
+                                        reads.extend([l + 8, l + 16]);
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    near(n);
+                    if h.flags & PREV_FREE != 0 {
+                        if let Ok(psize) = a.word(o - 8) {
+                            near(o - psize);
+                        }
                     }
+                    owner.extend(std::iter::repeat_n(p, reads.len() - before));
+                }
+                if !reads.is_empty() {
+                    let k = rng.below(reads.len() as u64) as usize;
+                    let at = reads[k];
+                    target = Some(owner[k]);
+                    let b = at & !31;
+                    let near = [b, b + 8, b + 16, b + 24, b.wrapping_sub(16)];
+                    // Words no read may take: misaligned, inside the file's header, at or
+                    // past the capacity, and wrapping past the end of u64.
+                    let cap = 64 << 10;
+                    let wild = [b + 4, 0x18, cap - 8, cap, cap + 64, u64::MAX - 7];
+                    let v = match rng.below(4) {
+                        0 => near[rng.below(5) as usize],
+                        1 => rng.below(64) * 8,
+                        2 => wild[rng.below(6) as usize],
+                        _ => live.first().map_or(0, |&p| p - BLOCK_HEADER),
+                    };
+                    a.store(at, v).unwrap();
                 }
             }
-            (live, dead)
+            (live, dead, target)
         };
         let image = buf.bytes();
+        if let Some(p) = target {
+            // The free that reads the word overwritten.
+            compare(&buf, &image, p, false, &mut met)?;
+        }
         for _ in 0..4 {
             let (payload, valid) = match rng.below(8) {
                 0 if !dead.is_empty() => (dead[rng.below(dead.len() as u64) as usize], false),
