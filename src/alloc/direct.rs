@@ -50,7 +50,9 @@ impl Arena<'_> {
         let ok = |at: u64| self.word(at).is_ok();
         let h = block::decode(b, self.word(b).ok()?)?;
         let bsize = h.size;
-        if !h.is_free() || bsize < need || b.checked_add(bsize)? > sentinel {
+        // The block's last word checked too: every store into the block (a split's tail
+        // header, links and footer) lies at or below it, inside the mapping.
+        if !h.is_free() || bsize < need || b.checked_add(bsize)? > sentinel || !ok(b + bsize - 8) {
             return None;
         }
         if !ok(entry) || !ok(entry + 8) {
@@ -86,6 +88,12 @@ impl Arena<'_> {
             (tidx, thead, None)
         } else {
             let nb = b + bsize;
+            // The plan reads the next block's header after the unlink's store to the
+            // successor's back-link; a successor placed so that the two are one word (only
+            // a corrupt list does that) would be read as the plan does not: declined.
+            if next != 0 && next.wrapping_add(16) == nb {
+                return None;
+            }
             (idx, 0, Some(block::decode(nb, self.word(nb).ok()?)?))
         };
         let taken = if split { need } else { bsize };

@@ -7,7 +7,7 @@ use crate::format::{FL_COUNT, HEADER_SIZE, MIN_BLOCK};
 
 /// A page-aligned, zeroed buffer holding a freshly formatted arena.
 pub(super) struct Buf {
-    ptr: *mut u8,
+    pub(super) ptr: *mut u8,
     layout: std::alloc::Layout,
 }
 
@@ -534,6 +534,21 @@ fn kept_steps_whose_arena_changed_vouch_for_nothing() {
             .store(v, std::sync::atomic::Ordering::Relaxed);
     }
     assert!(steps.unchanged(&a), "every word put back");
+    // The heads the steps read are among those words: the head of x's list (x is unlinked
+    // as y's free predecessor) and of the merged block's (where it is linked).
+    let ysize = a.header(y - BLOCK_HEADER).unwrap().size;
+    let xsize = a.word(y - BLOCK_HEADER - 8).unwrap();
+    for size in [xsize, xsize + ysize] {
+        let (fl, sl) = tlsf::mapping_insert(size);
+        let idx = lists::list_index(fl, sl);
+        let v = a.state().heads[idx];
+        a.store_state(lists::head_at(idx), v ^ 8).unwrap();
+        assert!(
+            !steps.unchanged(&a),
+            "the head of the list of {size}-byte blocks changed"
+        );
+        a.store_state(lists::head_at(idx), v).unwrap();
+    }
 }
 
 /// Three free blocks of one class, separated by used ones: the list is x3 -> x2 -> x1

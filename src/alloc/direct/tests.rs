@@ -157,3 +157,56 @@ fn the_direct_allocation_declines_an_entry_past_the_capacity() {
         }
     }
 }
+
+/// A whole-block take whose successor link points 16 bytes before the next block's header
+/// (a corrupt list: the successor's back-link and that header are one word). The plan reads
+/// the header after the unlink has stored 0 to the back-link, so it sees 0 and refuses; the
+/// direct path must decline, not read the file's word. (The word is made to decode as a
+/// used header there, with the block's own offset in it, so that the symmetry check
+/// passes: found by review, 2026-12-08.)
+#[test]
+fn the_direct_allocation_reads_the_next_header_as_the_plan_does() {
+    use crate::alloc::lists::{head_at, list_index, sl_word};
+    use crate::alloc::tlsf::mapping_insert;
+    use crate::format::block::{decode, encode, FREE};
+    let buf = Buf::new(2 << 20);
+    let (b, nb) = (0x14_c5a8u64, 0x14_c5c8u64);
+    assert!(
+        decode(nb, b).is_some(),
+        "the block's offset decodes as a header at the next block"
+    );
+    {
+        let mut a = buf.arena();
+        let (fl, sl) = mapping_insert(32);
+        let idx = list_index(fl, sl);
+        a.store(b, encode(b, 32, FREE)).unwrap();
+        a.store(b + 8, b + 16).unwrap();
+        a.store(b + 16, 0).unwrap();
+        a.store(nb, b).unwrap();
+        a.store_state(head_at(idx), b).unwrap();
+        let (at, shift) = sl_word(fl);
+        let word = a.header_word(at).unwrap();
+        a.store_state(at, word | 1 << (shift + sl as u32)).unwrap();
+        let fl_map = a.state().fl_bitmap;
+        a.store_state(st!(fl_bitmap), fl_map | 1 << fl).unwrap();
+    }
+    let image = buf.bytes();
+    let entry = 0x1000 * 16;
+    assert_eq!(compare(&buf, &image, 24, 8, entry), Ok(false));
+}
+
+/// An arena mapped shorter than its capacity (a guard never hands one out, F3, but the
+/// allocator must not rely on it for memory safety): a split whose tail's footer lies past
+/// the mapping is declined with nothing written, as the plan refuses it.
+#[test]
+fn the_direct_allocation_declines_a_block_that_runs_past_the_mapping() {
+    let buf = Buf::new(128 << 10);
+    let image = buf.bytes();
+    // SAFETY: the buffer holds 128 KiB; an arena over its first 64 KiB reads and writes
+    // less of it.
+    let mut short = unsafe { Arena::new(buf.ptr, 64 << 10, 4096) };
+    let entry = crate::format::HEADER_SIZE + 64;
+    assert_eq!(short.alloc_logged_direct(24, 8, entry, HEAD, LOG_LEN), None);
+    assert!(buf.bytes() == image, "declined after writing");
+    assert!(short.alloc(24, 8).is_err(), "the plan takes it");
+}

@@ -211,3 +211,52 @@ fn mutant_direct_free_commit_first_is_caught_by_the_conformance_test() {
         .expect_err("the direct free grew the block over a listed neighbour, unseen");
     assert!(e.contains("differ after store"), "{e}");
 }
+
+/// The list of a free block is refused for each bad field alone, as `checked_list` refuses
+/// it: a size below the smallest block, a block past the sentinel, and a size past the last
+/// class (only an arena whose sentinel lies past every class would get that far: the steps
+/// are given one, so that the class check is the one that refuses).
+#[test]
+fn the_list_of_a_free_block_is_refused_for_each_bad_field_alone() {
+    use super::FreeSteps;
+    use crate::alloc::tlsf::mapping_insert;
+    use crate::format::{FL_COUNT, HEADER_SIZE, MIN_BLOCK};
+    let f = FreeSteps {
+        capacity: 64 << 10,
+        ..FreeSteps::default()
+    };
+    let b = HEADER_SIZE;
+    assert!(Arena::list_of(&f, b, MIN_BLOCK).is_some());
+    assert!(
+        Arena::list_of(&f, b, MIN_BLOCK - 8).is_none(),
+        "below the smallest block"
+    );
+    let end = (64 << 10) - 8;
+    assert!(
+        Arena::list_of(&f, b, end - b).is_some(),
+        "up to the sentinel"
+    );
+    assert!(
+        Arena::list_of(&f, b, end - b + 8).is_none(),
+        "past the sentinel"
+    );
+    assert!(Arena::list_of(&f, u64::MAX - 8, 64).is_none(), "wrapping");
+    // The first size of class FL_COUNT, and the last of the class below it.
+    let first = (1u64..63)
+        .map(|k| 1u64 << k)
+        .find(|&s| mapping_insert(s).0 >= FL_COUNT)
+        .unwrap();
+    let wide = FreeSteps {
+        capacity: u64::MAX,
+        ..FreeSteps::default()
+    };
+    assert_eq!(mapping_insert(first).0, FL_COUNT);
+    assert!(
+        Arena::list_of(&wide, b, first).is_none(),
+        "past the last class"
+    );
+    assert!(
+        Arena::list_of(&wide, b, first - 8).is_some(),
+        "the last class"
+    );
+}
