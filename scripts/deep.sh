@@ -163,10 +163,11 @@ for t in $tiers; do
                 cargo test --release --no-fail-fast --test remap_graph --test alloc_model \
                 --test corrupt_image --test header_sweep --test txn_model --test txn_crash \
                 -- --skip mutant
-            # The direct allocation against the planned one (a unit test, its own bound).
+            # The direct allocation and the direct free against the planned ones (unit
+            # tests, their own bound).
             run_tier conformance "MAPHEAP_CONFORMANCE_CASES=20000" \
                 env MAPHEAP_CONFORMANCE_CASES=20000 \
-                cargo test --release --lib -- the_direct_allocation_makes
+                cargo test --release --lib -- makes_the_planned_stores_in_the_planned_order
             ;;
         fork)
             run_tier fork "MAPHEAP_FORK_SCALE=$FORK_SCALE" \
