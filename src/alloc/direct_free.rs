@@ -393,11 +393,9 @@ impl Arena<'_> {
         f.capacity = self.state().capacity;
         f.map_len = self.map_len();
         let sentinel = f.capacity.wrapping_sub(BLOCK_HEADER);
-        // The block: `used_block`'s checks.
-        if !payload.is_multiple_of(8) || payload < HEADER_SIZE + BLOCK_HEADER {
-            return None;
-        }
-        let o = payload - BLOCK_HEADER;
+        // The block: `used_block`'s checks (its header's read refuses a payload that is
+        // not 8-aligned or lies below the arena).
+        let o = payload.checked_sub(BLOCK_HEADER)?;
         let h = block::decode(o, self.read(f, o)?)?;
         if o >= sentinel || h.is_free() || h.size < MIN_BLOCK || o.checked_add(h.size)? > sentinel {
             return None;

@@ -169,6 +169,12 @@ fn run_cases(cases: u32) -> Result<Met, String> {
             let (payload, valid) = match rng.below(8) {
                 0 if !dead.is_empty() => (dead[rng.below(dead.len() as u64) as usize], false),
                 1 => (4096 + rng.below(8192), false),
+                // Below a block header's size (no header before it), or just past the
+                // file's header, aligned or not.
+                2 if rng.below(2) == 0 => (
+                    [0, 4, 8, 12, 16 + 16, 16 << 10][rng.below(6) as usize],
+                    false,
+                ),
                 _ if !live.is_empty() => (live[rng.below(live.len() as u64) as usize], true),
                 _ => (8, false),
             };
@@ -259,4 +265,74 @@ fn the_list_of_a_free_block_is_refused_for_each_bad_field_alone() {
         Arena::list_of(&wide, b, first - 8).is_some(),
         "the last class"
     );
+}
+
+/// The block next to the sentinel, on a sound heap, is the direct path's to free (its end
+/// is the sentinel: the bound is inclusive, as `used_block`'s is).
+#[test]
+fn the_direct_free_takes_the_block_next_to_the_sentinel() {
+    let buf = Buf::new(64 << 10);
+    let last = {
+        let mut a = buf.arena();
+        // Full of 100-byte blocks, then the rest (a size the small classes hold exactly)
+        // taken whole: the last block ends where the sentinel starts.
+        let mut p = 0;
+        while let Ok(q) = a.alloc(100, 8) {
+            p = q;
+        }
+        if let Some(&rest) = a.state().heads.iter().find(|&&h| h != 0) {
+            let size = a.header(rest).unwrap().size;
+            p = a.alloc(size - BLOCK_HEADER, 8).unwrap();
+        }
+        let o = p - BLOCK_HEADER;
+        assert_eq!(
+            o + a.header(o).unwrap().size,
+            a.sentinel(),
+            "the last block"
+        );
+        p
+    };
+    let image = buf.bytes();
+    let mut met = Met::default();
+    compare(&buf, &image, last, true, &mut met).unwrap();
+    assert_eq!(met.declined, 0);
+}
+
+/// A used header whose size is below the smallest block, with a header that decodes right
+/// after it (a corrupt chain), used or free (then listed alone at its list's head, so that
+/// a merge with it would go through): the plan refuses the free ("not the start of a
+/// block"), and so the direct path must decline, whatever it would find next.
+#[test]
+fn the_direct_free_declines_a_used_block_smaller_than_the_smallest() {
+    use crate::alloc::lists::{head_at, list_index};
+    use crate::alloc::tlsf::mapping_insert;
+    use crate::format::block::{encode, FREE};
+    for next_free in [false, true] {
+        let buf = Buf::new(64 << 10);
+        let p = {
+            let mut a = buf.arena();
+            let p = a.alloc(100, 8).unwrap();
+            a.alloc(100, 8).unwrap();
+            let o = p - BLOCK_HEADER;
+            let size = a.header(o).unwrap().size;
+            let (r, rs) = (o + 16, size - 16);
+            a.store(o, encode(o, 16, 0)).unwrap();
+            if next_free {
+                a.store(r, encode(r, rs, FREE)).unwrap();
+                a.store(r + 8, 0).unwrap();
+                a.store(r + 16, 0).unwrap();
+                a.store(r + rs - 8, rs).unwrap();
+                let (fl, sl) = mapping_insert(rs);
+                a.store_state(head_at(list_index(fl, sl)), r).unwrap();
+            } else {
+                a.store(r, encode(r, rs, 0)).unwrap();
+            }
+            p
+        };
+        let image = buf.bytes();
+        assert!(buf.arena().free(p).is_err(), "the plan refuses it");
+        let mut met = Met::default();
+        compare(&buf, &image, p, false, &mut met).unwrap();
+        assert_eq!(met.declined, 1, "next block free: {next_free}");
+    }
 }
