@@ -213,7 +213,7 @@ impl<'a> Arena<'a> {
     /// The lock word and the attachment table change under other processes' feet; they
     /// are read atomically like everything else, and `check` does not judge them.
     pub fn header_word(&self, at: u64) -> Option<u64> {
-        (at.is_multiple_of(8) && at + 8 <= HEADER_SIZE)
+        (at.is_multiple_of(8) && at < HEADER_SIZE)
             .then(|| self.cell_unchecked(at).load(Ordering::Relaxed))
     }
 

@@ -701,3 +701,17 @@ fn a_repair_counts_each_pair_of_free_blocks_it_merges() {
     let h = a.header(blocks[0]).unwrap();
     assert_eq!((h.is_free(), h.size), (true, 3 * 64));
 }
+
+/// `header_word` reads the header's words only: aligned, below `HEADER_SIZE`; anything
+/// else is `None`, each condition alone (its callers, `check`'s header rules, never pass
+/// another).
+#[test]
+fn header_word_reads_only_aligned_words_of_the_header() {
+    let buf = Buf::new(64 << 10);
+    let a = buf.arena();
+    assert!(a.header_word(0).is_some());
+    assert!(a.header_word(HEADER_SIZE - 8).is_some(), "the last word");
+    assert_eq!(a.header_word(HEADER_SIZE), None, "past the header");
+    assert_eq!(a.header_word(4), None, "misaligned");
+    assert_eq!(a.header_word(u64::MAX - 7), None, "wrapping");
+}
