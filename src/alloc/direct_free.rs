@@ -110,11 +110,13 @@ impl Default for FreeSteps {
     }
 }
 
-/// The arena stores the free has planned so far, `(address, value)` in order: the overlay
-/// the plan reads through (a list's neighbours may be each other's: the unlink of the next
-/// block can store to a link that the previous block's unlink reads).
+/// The arena stores the free has planned so far that a later read of it can meet,
+/// `(address, value)` in order: the overlay the plan reads through (a list's neighbours may
+/// be each other's: the unlink of the next block can store to a link that the previous
+/// block's unlink reads). At most the two unlinks' four link stores and the freed block's
+/// header; the merged header and the footer are stored where no later read goes.
 #[derive(Default)]
-struct Stored([(u64, u64); 8], usize);
+struct Stored([(u64, u64); 5], usize);
 
 impl Stored {
     #[inline]
@@ -424,22 +426,24 @@ impl Arena<'_> {
                 return None;
             }
             let u = self.unlink_steps(f, &mut stored, p, psize, At::Prev)?;
+            // (The merged header's store needs no place in the record: the one read after
+            // it is of the header at the merged block's end, past it.)
             f.prev = Some((u, ph.flags & PREV_FREE));
             f.start = p;
             f.total += psize;
-            stored.add(p, block::encode(p, f.total, FREE | (ph.flags & PREV_FREE)));
         }
         // The footer, and the header after the merged block (its read checks the footer's
-        // word too: both lie below the sentinel's end).
+        // word too: both lie below the sentinel's end; the footer's store needs no place in
+        // the record, as the one read after it is of the next word).
         let end = f.start + f.total;
-        stored.add(end - 8, f.total);
         let eh = block::decode(end, self.word_after(f, &stored, end)?)?;
         f.end_header = block::encode(end, eh.size, eh.flags | PREV_FREE);
-        // The link, at the head of its list (its words checked as the plan's stores are).
+        // The link, at the head of its list (its words checked as the plan's stores are:
+        // the block's own two, below the header read just above, and the head's back-link).
         let idx = Self::list_of(f, f.start, f.total)?;
         let head = self.head_now(f, idx)?;
         let lim = f.capacity.min(f.map_len);
-        if f.start + 24 > lim || (head != 0 && !word_ok(head.wrapping_add(16), lim)) {
+        if head != 0 && !word_ok(head.wrapping_add(16), lim) {
             return None;
         }
         f.link_head = head;

@@ -21,11 +21,6 @@ pub struct KeptFree {
 }
 
 impl KeptFree {
-    /// Forgets the kept steps.
-    pub fn clear(&mut self) {
-        self.payload = 0;
-    }
-
     /// The payload whose free is kept (0: none).
     pub fn payload(&self) -> u64 {
         self.payload

@@ -67,9 +67,8 @@ impl Tx {
         self.segs.clear();
         self.imaged.clear();
         self.freed.clear();
-        if let Some(k) = self.kept.as_deref_mut() {
-            k.clear();
-        }
+        // (The kept free needs no forgetting: the first free of every transaction keeps its
+        // own steps or none, before any commit could make them.)
         self.failed = false;
     }
 

@@ -139,7 +139,44 @@ fn run_cases(cases: u32) -> Result<Met, String> {
                     }
                     owner.extend(std::iter::repeat_n(p, reads.len() - before));
                 }
-                if !reads.is_empty() {
+                // Two corruptions the words above do not make: the head of the list a free
+                // with no merge links into (a state word), made a word no store may take;
+                // and the footer of a free predecessor, made the distance to a free block
+                // further back (a valid free header, listed, that is not its neighbour).
+                let cap = 64 << 10;
+                let (mut heads, mut footers) = (Vec::new(), Vec::new());
+                let free: Vec<u64> = dead
+                    .iter()
+                    .map(|&p| p - BLOCK_HEADER)
+                    .filter(|&b| a.header(b).is_ok_and(|h| h.is_free()))
+                    .collect();
+                for &p in &live {
+                    let o = p - BLOCK_HEADER;
+                    let h = a.header(o).unwrap();
+                    let next_free = a.header(o + h.size).is_ok_and(|n| n.is_free());
+                    if h.flags & PREV_FREE == 0 && !next_free {
+                        let (fl, sl) = crate::alloc::tlsf::mapping_insert(h.size);
+                        heads.push((p, crate::alloc::lists::list_index(fl, sl)));
+                    }
+                    if h.flags & PREV_FREE != 0 {
+                        let psize = a.word(o - 8).unwrap();
+                        if let Some(&q) = free.iter().find(|&&q| q < o - psize) {
+                            footers.push((p, o - 8, o - q));
+                        }
+                    }
+                }
+                let kind = rng.below(4);
+                if kind == 0 && !heads.is_empty() {
+                    let (p, idx) = heads[rng.below(heads.len() as u64) as usize];
+                    let wild = [4, 0x18, cap - 8, cap, cap + 64, u64::MAX - 7];
+                    let v = wild[rng.below(6) as usize];
+                    a.store_state(crate::alloc::lists::head_at(idx), v).unwrap();
+                    target = Some(p);
+                } else if kind == 1 && !footers.is_empty() {
+                    let (p, at, v) = footers[rng.below(footers.len() as u64) as usize];
+                    a.store(at, v).unwrap();
+                    target = Some(p);
+                } else if !reads.is_empty() {
                     let k = rng.below(reads.len() as u64) as usize;
                     let at = reads[k];
                     target = Some(owner[k]);
@@ -147,7 +184,6 @@ fn run_cases(cases: u32) -> Result<Met, String> {
                     let near = [b, b + 8, b + 16, b + 24, b.wrapping_sub(16)];
                     // Words no read may take: misaligned, inside the file's header, at or
                     // past the capacity, and wrapping past the end of u64.
-                    let cap = 64 << 10;
                     let wild = [b + 4, 0x18, cap - 8, cap, cap + 64, u64::MAX - 7];
                     let v = match rng.below(4) {
                         0 => near[rng.below(5) as usize],
