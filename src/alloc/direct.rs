@@ -72,6 +72,7 @@ impl Arena<'_> {
             return None;
         }
         let split = bsize - need >= MIN_BLOCK;
+        let t_at = b + need;
         // Split: the tail goes to this list (its head becomes the tail: one store), or to
         // another that is not empty while this one does not empty. Whole: the list keeps a
         // block, and the next block's header is sound. No bitmap bit changes either way.
@@ -82,8 +83,28 @@ impl Arena<'_> {
             }
             let tidx = list_index(tfl, tsl);
             let thead = if tidx == idx { next } else { st.heads[tidx] };
-            if thead != 0 && !ok(thead.wrapping_add(16)) {
-                return None;
+            if thead != 0 {
+                // The head the tail goes before must be a free block with no predecessor,
+                // read as `Editor::link` reads it, after the split's stores: a head on one
+                // of those words (only a corrupt list has one) is declined; its back-link
+                // is 0 if it is the successor's (the unlink stored it), else the file's.
+                let back_at = thead.wrapping_add(16);
+                let pending = [t_at, b + bsize - 8, b];
+                if pending.contains(&thead)
+                    || pending.contains(&back_at)
+                    || (next != 0 && thead == next.wrapping_add(16))
+                {
+                    return None;
+                }
+                let th = block::decode(thead, self.word(thead).ok()?)?;
+                let back = if thead == next {
+                    0
+                } else {
+                    self.word(back_at).ok()?
+                };
+                if !th.is_free() || back != 0 {
+                    return None;
+                }
             }
             (tidx, thead, None)
         } else {

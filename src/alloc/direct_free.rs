@@ -53,8 +53,8 @@ struct Head {
 }
 
 /// The most words of the file a free's checks read: two headers, two unlinks (three
-/// words and a head's or a link's each), a footer, a header, the link's head and three
-/// heads' first values.
+/// words and a head's or a link's each), a footer, a header, the link's head, its header
+/// and back-link, and three heads' first values (19).
 const MAX_READS: usize = 20;
 
 /// A free checked whole: everything its stores need, and every word of the file its
@@ -110,13 +110,12 @@ impl Default for FreeSteps {
     }
 }
 
-/// The arena stores the free has planned so far that a later read of it can meet,
-/// `(address, value)` in order: the overlay the plan reads through (a list's neighbours may
-/// be each other's: the unlink of the next block can store to a link that the previous
-/// block's unlink reads). At most the two unlinks' four link stores and the freed block's
-/// header; the merged header and the footer are stored where no later read goes.
+/// The arena stores the free has planned so far, `(address, value)` in order: the overlay
+/// the plan reads through (a list's neighbours may be each other's: the unlink of the next
+/// block can store to a link that the previous block's unlink reads). At most the two
+/// unlinks' four link stores and four headers and footers.
 #[derive(Default)]
-struct Stored([(u64, u64); 5], usize);
+struct Stored([(u64, u64); 8], usize);
 
 impl Stored {
     #[inline]
@@ -426,36 +425,33 @@ impl Arena<'_> {
                 return None;
             }
             let u = self.unlink_steps(f, &mut stored, p, psize, At::Prev)?;
-            // (The merged header's store needs no place in the record: the one read after
-            // it is of the header at the merged block's end, past it.)
             f.prev = Some((u, ph.flags & PREV_FREE));
             f.start = p;
             f.total += psize;
+            stored.add(p, block::encode(p, f.total, FREE | (ph.flags & PREV_FREE)));
         }
         // The footer, and the header after the merged block (its read checks the footer's
-        // word too: both lie below the sentinel's end; the footer's store needs no place in
-        // the record, as the one read after it is of the next word).
+        // word too: both lie below the sentinel's end).
         let end = f.start + f.total;
+        stored.add(end - 8, f.total);
         let eh = block::decode(end, self.word_after(f, &stored, end)?)?;
         f.end_header = block::encode(end, eh.size, eh.flags | PREV_FREE);
-        // The link, at the head of its list (its words checked as the plan's stores are:
-        // the block's own two, below the header read just above, and the head's back-link).
+        stored.add(end, f.end_header);
+        // The link, at the head of its list (the block's own two words lie below the header
+        // read just above): the head it goes before must be a free block with no
+        // predecessor, read as the stores so far leave it, as `Editor::link` reads it.
         let idx = Self::list_of(f, f.start, f.total)?;
         let head = self.head_now(f, idx)?;
-        let lim = f.capacity.min(f.map_len);
-        if head != 0 && !word_ok(head.wrapping_add(16), lim) {
-            return None;
+        if head != 0 {
+            let hh = block::decode(head, self.word_after(f, &stored, head)?)?;
+            if !hh.is_free() || self.word_after(f, &stored, head.wrapping_add(16))? != 0 {
+                return None;
+            }
         }
         f.link_head = head;
         let start = f.start;
         self.set_head(f, idx, At::Link, start)
     }
-}
-
-/// Whether `at` is an arena word below `end` (the capacity and the mapping).
-#[inline]
-fn word_ok(at: u64, end: u64) -> bool {
-    at >= HEADER_SIZE && at.is_multiple_of(8) && at.checked_add(8).is_some_and(|e| e <= end)
 }
 
 #[cfg(test)]

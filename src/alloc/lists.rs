@@ -47,6 +47,16 @@ impl Editor<'_, '_> {
         };
         let idx = self.checked_list(b, size, fl, sl)?;
         let head = self.st(head_at(idx));
+        if head != 0 {
+            // The block it goes before must be a free block with no predecessor (A5): a head
+            // that points elsewhere (a corrupt file) would have the back-link's store land on
+            // a word that an operation checked before this one, in the same transaction,
+            // may rely on (a header, a link).
+            let h = self.header(head)?;
+            if !h.is_free() || self.load(head.wrapping_add(16))? != 0 {
+                return corrupt(head, "list head is not a free block without a predecessor");
+            }
+        }
         self.put(b + 8, head)?;
         self.put(b + 16, 0)?;
         if head != 0 {

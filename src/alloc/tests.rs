@@ -715,3 +715,30 @@ fn header_word_reads_only_aligned_words_of_the_header() {
     assert_eq!(a.header_word(4), None, "misaligned");
     assert_eq!(a.header_word(u64::MAX - 7), None, "wrapping");
 }
+
+/// A free whose block goes to a list whose head points 16 bytes before another block's
+/// header (a corrupt file) is refused when it is checked, directly and planned, with
+/// nothing written. Before, only the head's back-link's bounds were checked: in a
+/// transaction that then freed that other block, the first free's link overwrote the
+/// second's header at the commit, and the second failed after the commit store (found by
+/// review, 2026-12-08).
+#[test]
+fn a_free_into_a_list_whose_head_points_into_another_block_is_refused() {
+    let buf = Buf::new(64 << 10);
+    let mut a = buf.arena();
+    let p = a.alloc(100, 8).unwrap();
+    a.alloc(100, 8).unwrap();
+    let q = a.alloc(100, 8).unwrap();
+    a.alloc(100, 8).unwrap();
+    let size = a.header(p - BLOCK_HEADER).unwrap().size;
+    let (fl, sl) = tlsf::mapping_insert(size);
+    let head = q - BLOCK_HEADER - 16;
+    a.store_state(lists::head_at(lists::list_index(fl, sl)), head)
+        .unwrap();
+    let before = buf.bytes();
+    assert!(!a.free_direct_ok(p), "the direct check took it");
+    assert!(a.check_free(p).is_err(), "the planned check took it");
+    assert!(!a.free_direct(p), "the direct free took it");
+    assert!(a.free(p).is_err(), "the planned free took it");
+    assert!(buf.bytes() == before, "a refused free wrote");
+}

@@ -15,7 +15,14 @@ const LOG_LEN: u64 = 0x40;
 
 /// One request on an arena holding `image`: `Ok(true)` if the direct path took it and
 /// matched the planned one, `Ok(false)` if it declined and wrote nothing.
-fn compare(buf: &Buf, image: &[u8], size: u64, align: u64, entry: u64) -> Result<bool, String> {
+fn compare(
+    buf: &Buf,
+    image: &[u8],
+    size: u64,
+    align: u64,
+    entry: u64,
+    sound: bool,
+) -> Result<bool, String> {
     let direct = |a: &mut Arena<'_>| a.alloc_logged_direct(size, align, entry, HEAD, LOG_LEN);
     let planned = |a: &mut Arena<'_>| {
         a.alloc_with(size, align, |e, p| {
@@ -27,9 +34,9 @@ fn compare(buf: &Buf, image: &[u8], size: u64, align: u64, entry: u64) -> Result
     };
     let what = format!("size {size} align {align}");
     let took = conforms(buf, image, &what, &direct, &planned)?;
-    // The arenas are sound: a word-aligned request that the plan serves is the direct
-    // path's to take (the plan is left the other alignments and the anomalies).
-    if !took && align.is_power_of_two() && align <= 8 {
+    // On a sound arena a word-aligned request that the plan serves is the direct path's
+    // to take (the plan is left the other alignments and the anomalies).
+    if sound && !took && align.is_power_of_two() && align <= 8 {
         buf.set_bytes(image);
         if planned(&mut buf.arena()).is_some() {
             return Err(format!("{what}: declined, and the plan serves it"));
@@ -41,11 +48,13 @@ fn compare(buf: &Buf, image: &[u8], size: u64, align: u64, entry: u64) -> Result
 /// Random arenas of random histories: blocks of a few sizes (so that lists hold several
 /// blocks of a class), about half of them freed (some merge, most do not), so that free
 /// blocks of many classes are listed, some alone and some not; each arena is asked for
-/// random sizes.
+/// random sizes. A quarter of the arenas then have about half of their lists' heads
+/// corrupted (its back-link, its next link, or the head itself pointed at a used block or
+/// into a block), where the direct path must decline or agree with the plan.
 fn run_cases(cases: u32) -> Result<(u32, u32, u32), String> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut taken, mut declined, mut bitmap) = (0, 0, 0);
-    for _ in 0..cases {
+    for case in 0..cases {
         let buf = Buf::new(64 << 10);
         let mut live = Vec::new();
         {
@@ -74,6 +83,36 @@ fn run_cases(cases: u32) -> Result<(u32, u32, u32), String> {
             Some(&p) => p,
             None => buf.arena().alloc(16, 8).unwrap(),
         };
+        let sound = case % 4 != 3;
+        if !sound {
+            let mut a = buf.arena();
+            let lists: Vec<usize> = (0..a.state().heads.len())
+                .filter(|&i| a.state().heads[i] != 0)
+                .collect();
+            // Each list's head alone, half of them: so that a request is served by a sound
+            // list whose split's tail goes to a corrupt one.
+            for idx in lists {
+                if rng.below(2) == 0 {
+                    continue;
+                }
+                let h = a.state().heads[idx];
+                let used = entry - crate::format::BLOCK_HEADER;
+                match rng.below(4) {
+                    0 => a
+                        .store(h + 16, [used, h, 8][rng.below(3) as usize])
+                        .unwrap(),
+                    1 => a
+                        .store(h + 8, [used, h + 8, 8][rng.below(3) as usize])
+                        .unwrap(),
+                    2 => a
+                        .store_state(crate::alloc::lists::head_at(idx), used)
+                        .unwrap(),
+                    _ => a
+                        .store_state(crate::alloc::lists::head_at(idx), h + 8)
+                        .unwrap(),
+                }
+            }
+        }
         let image = buf.bytes();
         for _ in 0..4 {
             let size = [1, 8, 24, 40, 100, 200, 500, 2000][rng.below(8) as usize] + rng.below(40);
@@ -86,7 +125,7 @@ fn run_cases(cases: u32) -> Result<(u32, u32, u32), String> {
             };
             buf.set_bytes(&image);
             let before = maps(&buf);
-            if compare(&buf, &image, size, align, entry)? {
+            if compare(&buf, &image, size, align, entry, sound)? {
                 taken += 1;
                 // (The buffer holds the planned path's bytes before its last store, the
                 // intent's clear: its bitmap stores are made.)
@@ -142,7 +181,7 @@ fn the_direct_allocation_declines_an_entry_past_the_capacity() {
     // are the entry's doing).
     for size in [8, 24, 100] {
         assert_eq!(
-            compare(&buf, &image, size, 8, first),
+            compare(&buf, &image, size, 8, first, true),
             Ok(true),
             "size {size}"
         );
@@ -150,7 +189,7 @@ fn the_direct_allocation_declines_an_entry_past_the_capacity() {
     for entry in [cap + 64, cap - 8] {
         for size in [8, 24, 100] {
             assert_eq!(
-                compare(&buf, &image, size, 8, entry),
+                compare(&buf, &image, size, 8, entry, false),
                 Ok(false),
                 "entry {entry:#x}"
             );
@@ -192,7 +231,7 @@ fn the_direct_allocation_reads_the_next_header_as_the_plan_does() {
     }
     let image = buf.bytes();
     let entry = 0x1000 * 16;
-    assert_eq!(compare(&buf, &image, 24, 8, entry), Ok(false));
+    assert_eq!(compare(&buf, &image, 24, 8, entry, false), Ok(false));
 }
 
 /// An arena mapped shorter than its capacity (a guard never hands one out, F3, but the
@@ -209,4 +248,50 @@ fn the_direct_allocation_declines_a_block_that_runs_past_the_mapping() {
     assert_eq!(short.alloc_logged_direct(24, 8, entry, HEAD, LOG_LEN), None);
     assert!(buf.bytes() == image, "declined after writing");
     assert!(short.alloc(24, 8).is_err(), "the plan takes it");
+}
+
+/// A split whose tail goes to a list whose head is not a free block without a predecessor
+/// (a corrupt file: its back-link set, or its header made used): the plan refuses to link
+/// before it (`Editor::link`), so the direct path must decline. A 48-byte request is
+/// served by an 80-byte block (the 48-byte list is empty), whose 32-byte tail goes before
+/// the 32-byte block Z at its list's head.
+#[test]
+fn the_direct_allocation_declines_a_tail_list_whose_head_is_not_a_free_first_block() {
+    use crate::format::block::encode;
+    use crate::format::BLOCK_HEADER;
+    for corrupt in ["back-link", "used header"] {
+        let buf = Buf::new(64 << 10);
+        let (z, s1) = {
+            let mut a = buf.arena();
+            let z = a.alloc(16, 8).unwrap();
+            let s1 = a.alloc(100, 8).unwrap();
+            let y = a.alloc(64, 8).unwrap();
+            a.alloc(100, 8).unwrap();
+            a.free(z).unwrap();
+            a.free(y).unwrap();
+            (z - BLOCK_HEADER, s1 - BLOCK_HEADER)
+        };
+        let image = buf.bytes();
+        // Sound, the request is taken, its tail linked before z.
+        assert_eq!(compare(&buf, &image, 32, 8, s1 + 16, true), Ok(true));
+        buf.set_bytes(&image);
+        {
+            let mut a = buf.arena();
+            match corrupt {
+                "back-link" => a.store(z + 16, s1).unwrap(),
+                _ => a.store(z, encode(z, 32, 0)).unwrap(),
+            }
+        }
+        let image = buf.bytes();
+        assert_eq!(
+            compare(&buf, &image, 32, 8, s1 + 16, false),
+            Ok(false),
+            "{corrupt}"
+        );
+        buf.set_bytes(&image);
+        assert!(
+            buf.arena().alloc(32, 8).is_err(),
+            "the plan refuses: {corrupt}"
+        );
+    }
 }
