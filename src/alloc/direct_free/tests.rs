@@ -372,3 +372,64 @@ fn the_direct_free_declines_a_used_block_smaller_than_the_smallest() {
         assert_eq!(met.declined, 1, "next block free: {next_free}");
     }
 }
+
+/// The links of a free neighbour made words no read may take, each alone: misaligned, in
+/// the file's header, at the capacity, and wrapping. The plan refuses each (its
+/// bounds-checked load); the direct path must decline without reading the word (a
+/// misaligned or out-of-mapping read trips `Arena::cell_unchecked`'s assertion in tests).
+#[test]
+fn the_direct_free_declines_a_neighbour_whose_link_no_read_may_take() {
+    let cap = 64 << 10;
+    for link in [8, 16] {
+        for bad in [4u64, 0x18, cap - 8, cap, u64::MAX - 7] {
+            let buf = Buf::new(64 << 10);
+            let p = {
+                let mut a = buf.arena();
+                let p = a.alloc(100, 8).unwrap();
+                let n = a.alloc(100, 8).unwrap();
+                a.alloc(100, 8).unwrap();
+                a.free(n).unwrap();
+                let nb = n - BLOCK_HEADER;
+                // A neighbour's link points near itself (misaligned) or elsewhere.
+                let v = if bad == 4 { nb + 4 } else { bad };
+                a.store(nb + link, v).unwrap();
+                p
+            };
+            let image = buf.bytes();
+            assert!(
+                buf.arena().free(p).is_err(),
+                "the plan refuses link {link} = {bad:#x}"
+            );
+            let mut met = Met::default();
+            compare(&buf, &image, p, false, &mut met).unwrap();
+            assert_eq!(met.declined, 1, "link {link} = {bad:#x}");
+        }
+    }
+}
+
+/// A free predecessor's footer made the distance to a free block further back (listed, a
+/// valid free header, whose size is not that distance): the plan refuses ("PREV_FREE set
+/// but the footer names no free block"), so the direct path must decline, not merge over
+/// the used block between.
+#[test]
+fn the_direct_free_declines_a_footer_that_names_another_free_block() {
+    let buf = Buf::new(64 << 10);
+    let p = {
+        let mut a = buf.arena();
+        let x = a.alloc(100, 8).unwrap();
+        a.alloc(100, 8).unwrap();
+        let c = a.alloc(100, 8).unwrap();
+        let p = a.alloc(100, 8).unwrap();
+        a.alloc(100, 8).unwrap();
+        a.free(x).unwrap();
+        a.free(c).unwrap();
+        let o = p - BLOCK_HEADER;
+        a.store(o - 8, o - (x - BLOCK_HEADER)).unwrap();
+        p
+    };
+    let image = buf.bytes();
+    assert!(buf.arena().free(p).is_err(), "the plan refuses it");
+    let mut met = Met::default();
+    compare(&buf, &image, p, false, &mut met).unwrap();
+    assert_eq!(met.declined, 1);
+}
