@@ -3,23 +3,24 @@
 //! the block), in the same order, without the plan.
 //!
 //! Invariant: it takes only the case it can check whole from the file before its first
-//! store (D1): a word-aligned request served by the head of a list, split (its tail filed
-//! where no bitmap bit changes) or whole (the list keeping a block). Everything else, every
-//! anomaly included, it declines with nothing written, and the planned path then allocates
-//! or refuses with its error. Its store order is the planned path's (A3), so the repair of
+//! store (D1): a word-aligned request served by the head of a list, split or whole (on a
+//! sound heap, every word-aligned request the plan serves without growing). Everything
+//! else, every anomaly included, it declines with nothing written, and the planned path
+//! then allocates or refuses with its error. Where the plan reads a word after one of its
+//! own stores, it reads the value that store leaves, or declines. Its store order is the planned path's (A3), so the repair of
 //! a death between any two of its stores is the one the plan path's needs; the marks of
 //! the crash points fall where the plan's do. Its tests (`direct/tests.rs`) hold the two
 //! paths to the same bytes after every prefix of their stores, on random arenas.
 
 use std::sync::atomic::Ordering;
 
-use super::lists::{head_at, list_index, sl_word};
+use super::lists::{head_at, list_bit_word, list_bits, list_index};
 use super::tlsf::mapping_insert;
 use super::{st, Arena};
 use crate::fault::CrashPoint;
 use crate::format::block::{self, FREE, PREV_FREE};
 use crate::format::MIN_BLOCK;
-use crate::format::{ALIGN, BLOCK_HEADER, FL_COUNT, INTENT_ALLOC, INTENT_NONE, SL_COUNT};
+use crate::format::{ALIGN, BLOCK_HEADER, FL_COUNT, INTENT_ALLOC, INTENT_NONE};
 use crate::mutant::{active, others_active, Mutant};
 
 impl Arena<'_> {
@@ -72,10 +73,10 @@ impl Arena<'_> {
             return None;
         }
         let split = bsize - need >= MIN_BLOCK;
-        let t_at = b + need;
-        // Split: the tail goes to this list (its head becomes the tail: one store), or to
-        // another that is not empty while this one does not empty. Whole: the list keeps a
-        // block, and the next block's header is sound. No bitmap bit changes either way.
+        let t = b + need;
+        // Split: the tail goes to this list (its head becomes the tail: one store) or to
+        // another. Whole: the next block's header is sound. A list emptied or filled gets
+        // its bitmap bits after the log's record, where the plan's bitmap step stores them.
         let (tidx, thead, nh) = if split {
             let (tfl, tsl) = mapping_insert(bsize - need);
             if tfl >= FL_COUNT {
@@ -89,7 +90,7 @@ impl Arena<'_> {
                 // of those words (only a corrupt list has one) is declined; its back-link
                 // is 0 if it is the successor's (the unlink stored it), else the file's.
                 let back_at = thead.wrapping_add(16);
-                let pending = [t_at, b + bsize - 8, b];
+                let pending = [t, b + bsize - 8, b];
                 if pending.contains(&thead)
                     || pending.contains(&back_at)
                     || (next != 0 && thead == next.wrapping_add(16))
@@ -120,11 +121,12 @@ impl Arena<'_> {
         let taken = if split { need } else { bsize };
         let counters = [st.used_bytes, st.used_blocks, st.free_bytes, st.free_blocks];
         let bflags = h.flags & PREV_FREE;
-        let t = b + need;
+        // The head this block's list is left with.
+        let new_head = if split && tidx == idx { t } else { next };
         // Checked whole: from here on every store is made, in the plan's order.
         self.put(st!(intent.block), b);
         self.put(st!(intent.op), INTENT_ALLOC);
-        self.put(head_at(idx), if split && tidx == idx { t } else { next });
+        self.put(head_at(idx), new_head);
         if next != 0 {
             self.put(next + 16, 0);
         }
@@ -155,8 +157,7 @@ impl Arena<'_> {
         self.put(st!(log.len), log_len);
         // The bitmaps of the lists emptied or filled, as `Editor::flush_lists` plans them
         // (in the order the lists were first touched: this one, then the tail's).
-        let head = if split && tidx == idx { t } else { next };
-        if head == 0 {
+        if new_head == 0 {
             self.put_list_bit(idx, true);
         }
         if split && tidx != idx && thead == 0 {
@@ -178,18 +179,11 @@ impl Arena<'_> {
     /// overlay), and the first-level word only if it changes.
     #[inline(never)]
     pub(super) fn put_list_bit(&mut self, idx: usize, empty: bool) {
-        let (fl, sl) = (idx / SL_COUNT, idx % SL_COUNT);
-        let (at, shift) = sl_word(fl);
-        let w = self.cell_unchecked(at).load(Ordering::Relaxed);
-        let bit = 1u64 << (shift + sl as u32);
-        let nw = if empty { w & !bit } else { w | bit };
-        self.put(at, nw);
+        let at = list_bit_word(idx);
         let fl_map = self.state().fl_bitmap;
-        let nf = if (nw >> shift) & 0xffff_ffff != 0 {
-            fl_map | 1 << fl
-        } else {
-            fl_map & !(1 << fl)
-        };
+        let w = self.cell_unchecked(at).load(Ordering::Relaxed);
+        let (nw, nf) = list_bits(idx, empty, w, fl_map);
+        self.put(at, nw);
         if nf != fl_map {
             self.put(st!(fl_bitmap), nf);
         }

@@ -152,6 +152,15 @@ impl FreeSteps {
         })
     }
 
+    /// Notes that the word at `at` was read as `value`; `None` past `MAX_READS` (never on
+    /// the free's longest path, 19 reads).
+    #[inline]
+    fn note(&mut self, at: u64, value: u64) -> Option<u64> {
+        *self.reads.get_mut(self.nr)? = (at, value);
+        self.nr += 1;
+        Some(value)
+    }
+
     /// The words read, for tests.
     #[cfg(test)]
     pub(super) fn reads_for_test(&self) -> &[(u64, u64)] {
@@ -193,8 +202,10 @@ impl Arena<'_> {
     pub(super) fn apply_steps(&mut self, f: &FreeSteps) {
         self.put(st!(intent.block), f.o);
         self.put(st!(intent.op), INTENT_FREE);
-        if let Some((u, nsize)) = f.next {
-            let merged = block::encode(f.o, f.size + nsize, f.flags);
+        // The freed block's size once the next block is merged into it.
+        let size = f.size + f.next.map_or(0, |(_, s)| s);
+        if let Some((u, _)) = f.next {
+            let merged = block::encode(f.o, size, f.flags);
             if active(Mutant::DirectFreeCommitFirst) {
                 // The seeded bug: the freed block grows over its neighbour before the
                 // neighbour leaves its list (the same stores, the commit first).
@@ -206,7 +217,6 @@ impl Arena<'_> {
             }
             crate::fault::hit(CrashPoint::FreeMergedNext);
         }
-        let size = f.size + f.next.map_or(0, |(_, s)| s);
         self.put(f.o, block::encode(f.o, size, FREE | f.flags));
         if let Some((u, pflags)) = f.prev {
             self.unlink_stores(f, u, At::Prev);
@@ -278,20 +288,14 @@ impl Arena<'_> {
         if at < HEADER_SIZE || !at.is_multiple_of(8) || at.checked_add(8)? > end {
             return None;
         }
-        let v = self.cell_unchecked(at).load(Ordering::Relaxed);
-        *f.reads.get_mut(f.nr)? = (at, v);
-        f.nr += 1;
-        Some(v)
+        f.note(at, self.cell_unchecked(at).load(Ordering::Relaxed))
     }
 
     /// The file's head of list `idx`, noted in `f`.
     #[inline]
     fn file_head(&self, f: &mut FreeSteps, idx: usize) -> Option<u64> {
         let at = head_at(idx);
-        let v = self.cell_unchecked(at).load(Ordering::Relaxed);
-        *f.reads.get_mut(f.nr)? = (at, v);
-        f.nr += 1;
-        Some(v)
+        f.note(at, self.cell_unchecked(at).load(Ordering::Relaxed))
     }
 
     /// The head of list `idx` as the free's stores so far leave it.

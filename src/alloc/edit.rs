@@ -281,18 +281,12 @@ impl<'p, 'a> Editor<'p, 'a> {
                 continue;
             }
             let idx = t.idx as usize;
-            let (fl, sl) = (idx / crate::format::SL_COUNT, idx % crate::format::SL_COUNT);
-            let (at, shift) = super::lists::sl_word(fl);
-            let w = self.st(at);
-            let bit = 1u64 << (shift + sl as u32);
-            let nw = if t.empty { w & !bit } else { w | bit };
-            self.set_st(at, nw)?;
+            let at = super::lists::list_bit_word(idx);
+            // (The first-level bitmap is another word: read before the store or after, the
+            // same value.)
             let fl_map = self.st(super::st!(fl_bitmap));
-            let nf = if (nw >> shift) & 0xffff_ffff != 0 {
-                fl_map | 1 << fl
-            } else {
-                fl_map & !(1 << fl)
-            };
+            let (nw, nf) = super::lists::list_bits(idx, t.empty, self.st(at), fl_map);
+            self.set_st(at, nw)?;
             if nf != fl_map {
                 self.set_st(super::st!(fl_bitmap), nf)?;
             }

@@ -24,6 +24,29 @@ pub(super) fn sl_word(fl: usize) -> (u64, u32) {
     (st!(sl_bitmap) + 8 * (fl as u64 / 2), 32 * (fl as u32 % 2))
 }
 
+/// The state word holding list `idx`'s second-level bitmap bit.
+pub(super) fn list_bit_word(idx: usize) -> u64 {
+    sl_word(idx / SL_COUNT).0
+}
+
+/// List `idx`'s bitmap words once an operation has emptied it (`empty`) or filled it, A5:
+/// its bit is set exactly when its head is not 0, its class's first-level bit exactly
+/// when one of the class's lists' bits is. Given the word at [`list_bit_word`] now (`w`)
+/// and the first-level bitmap (`fl_map`), their new values: the one rule of the plan's
+/// bitmap step (`Editor::flush_lists`) and the direct paths' (`Arena::put_list_bit`).
+pub(super) fn list_bits(idx: usize, empty: bool, w: u64, fl_map: u64) -> (u64, u64) {
+    let (fl, sl) = (idx / SL_COUNT, idx % SL_COUNT);
+    let shift = sl_word(fl).1;
+    let bit = 1u64 << (shift + sl as u32);
+    let nw = if empty { w & !bit } else { w | bit };
+    let nf = if (nw >> shift) & 0xffff_ffff != 0 {
+        fl_map | 1 << fl
+    } else {
+        fl_map & !(1 << fl)
+    };
+    (nw, nf)
+}
+
 impl Editor<'_, '_> {
     /// The index of list `(fl, sl)` for a free block of `size` bytes at `b`; an error, never
     /// an index out of bounds, if the size (read from the file) overruns the arena or lies
