@@ -247,4 +247,6 @@ impl<'a> Arena<'a> {
 }
 
 #[cfg(test)]
+mod testkit;
+#[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 //! path's payload with the planned path's bytes after every prefix of its stores (so the
 //! same stores in the same order), the same store count and the same crash-point marks.
 
-use crate::alloc::tests::{conforms, Buf, Rng};
+use crate::alloc::testkit::{conforms, Buf, Rng};
 use crate::alloc::{st, Arena};
 use crate::mutant::{with, Mutant};
 
@@ -119,17 +119,13 @@ fn run_cases(cases: u32) -> Result<(u32, u32, u32), String> {
             // Mostly word-aligned (the direct path's case), sometimes not a power of two
             // or more than a word (the plan's: refused, or aligned with a gap).
             let align = [8, 8, 8, 8, 1, 4, 0, 3, 16, 64][rng.below(10) as usize];
-            let maps = |b: &Buf| {
-                let a = b.arena();
-                (a.state().fl_bitmap, a.state().sl_bitmap)
-            };
             buf.set_bytes(&image);
-            let before = maps(&buf);
+            let before = buf.bitmaps();
             if compare(&buf, &image, size, align, entry, sound)? {
                 taken += 1;
                 // (The buffer holds the planned path's bytes before its last store, the
                 // intent's clear: its bitmap stores are made.)
-                if maps(&buf) != before {
+                if buf.bitmaps() != before {
                     bitmap += 1;
                 }
             } else {

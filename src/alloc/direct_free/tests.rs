@@ -3,7 +3,7 @@
 //! nothing written, or frees as the planned path does, with its bytes after every prefix of
 //! its stores, its store count and its crash-point marks.
 
-use crate::alloc::tests::{conforms, Buf, Rng};
+use crate::alloc::testkit::{conforms, Buf, Rng};
 use crate::alloc::Arena;
 use crate::format::block::{FREE, PREV_FREE};
 use crate::format::BLOCK_HEADER;
@@ -42,11 +42,7 @@ fn compare(
             .and_then(|h| a.header(o + h.size).ok().map(|n| (h, n)));
         (a.free_direct_ok(payload), next)
     };
-    let bitmaps = |b: &Buf| {
-        let a = b.arena();
-        (a.state().fl_bitmap, a.state().sl_bitmap)
-    };
-    let maps = bitmaps(buf);
+    let maps = buf.bitmaps();
     let took = conforms(buf, image, &format!("free {payload:#x}"), &direct, &planned)?;
     if took != ok {
         return Err(format!(
@@ -67,7 +63,7 @@ fn compare(
         (true, false) => met.prev += 1,
         (true, true) => met.both += 1,
     }
-    if bitmaps(buf) != maps {
+    if buf.bitmaps() != maps {
         met.bitmap += 1;
     }
     Ok(())
@@ -143,7 +139,6 @@ fn run_cases(cases: u32) -> Result<Met, String> {
                 // with no merge links into (a state word), made a word no store may take;
                 // and the footer of a free predecessor, made the distance to a free block
                 // further back (a valid free header, listed, that is not its neighbour).
-                let cap = 64 << 10;
                 let (mut heads, mut footers) = (Vec::new(), Vec::new());
                 let free: Vec<u64> = dead
                     .iter()
@@ -168,8 +163,7 @@ fn run_cases(cases: u32) -> Result<Met, String> {
                 let kind = rng.below(4);
                 if kind == 0 && !heads.is_empty() {
                     let (p, idx) = heads[rng.below(heads.len() as u64) as usize];
-                    let wild = [4, 0x18, cap - 8, cap, cap + 64, u64::MAX - 7];
-                    let v = wild[rng.below(6) as usize];
+                    let v = unreadable(0)[rng.below(6) as usize];
                     a.store_state(crate::alloc::lists::head_at(idx), v).unwrap();
                     target = Some(p);
                 } else if kind == 1 && !footers.is_empty() {
@@ -182,13 +176,10 @@ fn run_cases(cases: u32) -> Result<Met, String> {
                     target = Some(owner[k]);
                     let b = at & !31;
                     let near = [b, b + 8, b + 16, b + 24, b.wrapping_sub(16)];
-                    // Words no read may take: misaligned, inside the file's header, at or
-                    // past the capacity, and wrapping past the end of u64.
-                    let wild = [b + 4, 0x18, cap - 8, cap, cap + 64, u64::MAX - 7];
                     let v = match rng.below(4) {
                         0 => near[rng.below(5) as usize],
                         1 => rng.below(64) * 8,
-                        2 => wild[rng.below(6) as usize],
+                        2 => unreadable(b)[rng.below(6) as usize],
                         _ => live.first().map_or(0, |&p| p - BLOCK_HEADER),
                     };
                     a.store(at, v).unwrap();
@@ -218,6 +209,14 @@ fn run_cases(cases: u32) -> Result<Met, String> {
         }
     }
     Ok(met)
+}
+
+/// Words no read may take, for the arenas of these tests (64 KiB): one misaligned, 4 bytes
+/// past `b`, one inside the file's header, at and past the capacity, and one that wraps
+/// past the end of u64.
+fn unreadable(b: u64) -> [u64; 6] {
+    let cap = 64 << 10;
+    [b + 4, 0x18, cap - 8, cap, cap + 64, u64::MAX - 7]
 }
 
 fn cases() -> u32 {
@@ -385,11 +384,10 @@ fn the_direct_free_declines_a_used_block_smaller_than_the_smallest() {
 /// misaligned or out-of-mapping read trips `Arena::cell_unchecked`'s assertion in tests).
 #[test]
 fn the_direct_free_declines_a_neighbour_whose_link_no_read_may_take() {
-    let cap = 64 << 10;
     for link in [8, 16] {
-        for bad in [4u64, 0x18, cap - 8, cap, u64::MAX - 7] {
+        for k in 0..6 {
             let buf = Buf::new(64 << 10);
-            let p = {
+            let (p, bad) = {
                 let mut a = buf.arena();
                 let p = a.alloc(100, 8).unwrap();
                 let n = a.alloc(100, 8).unwrap();
@@ -397,9 +395,9 @@ fn the_direct_free_declines_a_neighbour_whose_link_no_read_may_take() {
                 a.free(n).unwrap();
                 let nb = n - BLOCK_HEADER;
                 // A neighbour's link points near itself (misaligned) or elsewhere.
-                let v = if bad == 4 { nb + 4 } else { bad };
-                a.store(nb + link, v).unwrap();
-                p
+                let bad = unreadable(nb)[k];
+                a.store(nb + link, bad).unwrap();
+                (p, bad)
             };
             let image = buf.bytes();
             assert!(
